@@ -1,0 +1,82 @@
+"""Object keys: partitioned by vendor, date and hour so a date range of one vendor lists cheaply.
+
+    raw/{vendor}/dt=YYYY-MM-DD/hour=HH/{YYYYMMDDTHHMMSSffffffZ}-{16 hex}.{ext}
+
+Keys sort by receipt time within a partition, and every part is built from validated values.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+RAW_PREFIX = "raw/"
+PROBE_PREFIX = "_probe/"
+
+VENDORS: tuple[str, ...] = (
+    "oura",
+    "whoop",
+    "garmin",
+    "fitbit",
+    "withings",
+    "polar",
+    "apple_health",
+    "generic",
+)
+
+EXTENSIONS: tuple[str, ...] = ("json", "form")
+
+_KEY_RE = re.compile(
+    r"^raw/(?P<vendor>[a-z_]+)/dt=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
+    r"(?P<stamp>\d{8}T\d{12}Z)-(?P<rand>[0-9a-f]{16})\.(?P<ext>json|form)$"
+)
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """What a landed object's key says about it."""
+
+    vendor: str
+    received_at: datetime
+    ext: str
+
+
+def new_key(vendor: str, received_at: datetime, *, ext: str = "json") -> str:
+    """A fresh, unique, time-sortable key for a body received now from `vendor`."""
+    if vendor not in VENDORS:
+        raise ValueError(f"unknown vendor {vendor!r}: expected one of {', '.join(VENDORS)}")
+    if ext not in EXTENSIONS:
+        raise ValueError(f"unknown extension {ext!r}: expected one of {', '.join(EXTENSIONS)}")
+    ts = received_at.astimezone(UTC)
+    return (
+        f"{partition_prefix(vendor, ts)}"
+        f"{ts.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(8)}.{ext}"
+    )
+
+
+def parse_key(key: str) -> KeyParts:
+    """Split a landed key into its parts; ValueError names the key when it is not one of ours."""
+    m = _KEY_RE.match(key)
+    if m is None or m["vendor"] not in VENDORS:
+        raise ValueError(f"not a landed object key: {key!r}")
+    received_at = datetime.strptime(m["stamp"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    return KeyParts(vendor=m["vendor"], received_at=received_at, ext=m["ext"])
+
+
+def partition_prefix(vendor: str, at: datetime) -> str:
+    """The prefix of the hour partition that holds objects of `vendor` received at `at`."""
+    ts = at.astimezone(UTC)
+    return f"{RAW_PREFIX}{vendor}/dt={ts:%Y-%m-%d}/hour={ts:%H}/"
+
+
+def hour_prefixes(vendor: str, start: datetime, end: datetime) -> list[str]:
+    """Hour partition prefixes of `vendor` covering [start, end], oldest first."""
+    cur = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    stop = end.astimezone(UTC)
+    out: list[str] = []
+    while cur <= stop:
+        out.append(partition_prefix(vendor, cur))
+        cur += timedelta(hours=1)
+    return out

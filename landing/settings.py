@@ -1,0 +1,51 @@
+"""The one settings object: every knob comes from the environment, read once at an entry point."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Biobridge configuration. Every field is read from `BIOBRIDGE_<FIELD>` (see the README).
+
+    Secrets are `SecretStr`: they never appear in a repr, a log line or an error message.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BIOBRIDGE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".biobridge"),
+        description="Folder for the local store, the embedded Postgres and Prefect's home.",
+    )
+    landing_url: str | None = Field(
+        default=None,
+        description="file:///abs/path or s3://bucket/prefix; unset: <data_dir>/landing.",
+    )
+    max_body_bytes: int = Field(default=16 * MiB, gt=0, description="Largest webhook body.")
+    host: str = Field(default="127.0.0.1", description="Receiver bind address.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Receiver port.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://... for the pipeline; unset: an embedded Postgres in data_dir.",
+    )
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+    s3_read_timeout_s: float = Field(default=30.0, gt=0)
+    s3_max_attempts: int = Field(default=5, ge=1)
+
+    def landing_location(self) -> str:
+        """The landing store's URL, defaulting to a folder under `data_dir`."""
+        if self.landing_url:
+            return self.landing_url
+        return (self.data_dir / "landing").resolve().as_uri()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read from the environment once per process."""
+    return Settings()
