@@ -1,0 +1,94 @@
+"""Discover stage: find landed objects the ledger has not seen, listing only recent partitions.
+
+Each vendor has a cursor, `listed_through`: every object received before it is in the ledger.
+A run lists the hour partitions from the cursor to now and then moves the cursor to
+`now - settle`. The receiver never acknowledges a body whose write finished later than its
+ack deadline (shorter than the settle window), so an acknowledged object that lands late is
+still inside the window the next run lists: nothing is missed, and re-listed keys are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+from landing.keys import RAW_PREFIX, hour_prefixes
+from landing.store import ObjectStore
+from tasks.ledger import Connection, record_discovered
+
+SETTLE = timedelta(minutes=10)
+CHUNK = 20_000
+
+
+def listing_plan(
+    vendor: str, *, start: datetime | None, end: datetime
+) -> list[tuple[str, str | None]]:
+    """(prefix, start_after) pairs that cover objects of `vendor` received in [start, end]."""
+    if start is None:
+        return [(f"{RAW_PREFIX}{vendor}/", None)]
+    prefixes = hour_prefixes(vendor, start, end)
+    first = prefixes[0]
+    after = first + start.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return [(first, after)] + [(p, None) for p in prefixes[1:]]
+
+
+def list_keys(store: ObjectStore, plan: Sequence[tuple[str, str | None]]) -> Iterator[str]:
+    """Every key the plan covers, partition by partition, without holding them all at once."""
+    for prefix, after in plan:
+        yield from store.list_keys(prefix, start_after=after)
+
+
+def get_cursor(conn: Connection, vendor: str) -> datetime | None:
+    """How far `vendor`'s partitions are known to be listed (None: never)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT listed_through FROM biobridge.discovery_cursor WHERE vendor = $1", (vendor,)
+        )
+        row = cur.fetchone()
+    conn.commit()
+    return None if row is None else row[0]
+
+
+def advance_cursor(conn: Connection, vendor: str, through: datetime) -> None:
+    """Move the cursor forward (never back: a slower concurrent run cannot undo a faster one)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO biobridge.discovery_cursor (vendor, listed_through) VALUES ($1, $2) "
+            "ON CONFLICT (vendor) DO UPDATE SET listed_through = GREATEST("
+            "biobridge.discovery_cursor.listed_through, EXCLUDED.listed_through), "
+            "updated_at = now()",
+            (vendor, through),
+        )
+    conn.commit()
+
+
+def discover(
+    conn: Connection,
+    store: ObjectStore,
+    *,
+    vendors: Sequence[str],
+    now: datetime | None = None,
+    window: tuple[datetime | None, datetime | None] | None = None,
+) -> dict[str, int]:
+    """Add unseen landed objects to the ledger; returns new keys per vendor.
+
+    Without `window` it lists incrementally from each vendor's cursor. With a window (a backfill)
+    it lists that range in full, leaving the cursors alone; (None, None) lists everything.
+    """
+    now = now or datetime.now(UTC)
+    found: dict[str, int] = {}
+    for vendor in vendors:
+        if window is None:
+            cursor = get_cursor(conn, vendor)
+            plan = listing_plan(vendor, start=cursor, end=now)
+        else:
+            plan = listing_plan(vendor, start=window[0], end=window[1] or now)
+        keys = list_keys(store, plan)
+        new = 0
+        while chunk := list(islice(keys, CHUNK)):
+            new += record_discovered(conn, chunk)
+        found[vendor] = new
+        if window is None:
+            advance_cursor(conn, vendor, now - SETTLE)
+    return found

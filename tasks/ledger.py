@@ -1,0 +1,147 @@
+"""The ledger of landed files and the load records: what was seen, claimed, loaded or rejected.
+
+All SQL here is built from fixed text and bound parameters; only identifiers we own appear
+in the statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from landing.keys import parse_key
+
+Connection = Any  # adbc_driver_manager.dbapi.Connection (untyped upstream)
+
+
+@dataclass(frozen=True)
+class ClaimedFile:
+    """A pending ledger row this transaction holds a lock on."""
+
+    key: str
+    vendor: str
+    received_at: datetime
+
+
+def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_version: str) -> int:
+    """Open a load record and commit it, so rows and quarantine entries can point at it."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO biobridge.loads (flow_run_id, kind, code_version) "
+            "VALUES ($1, $2, $3) RETURNING load_id",
+            (flow_run_id, kind, code_version),
+        )
+        (load_id,) = cur.fetchone()
+    conn.commit()
+    return int(load_id)
+
+
+def finish_load(
+    conn: Connection, load_id: int, *, status: str, error: str | None, drift: str
+) -> dict[str, Any]:
+    """Close the load record and return its final counts, as stored."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE biobridge.loads SET finished_at = now(), status = $2, error = $3, "
+            "drift = $4::jsonb WHERE load_id = $1",
+            (load_id, status, error, drift),
+        )
+        cur.execute("SELECT * FROM biobridge.loads WHERE load_id = $1", (load_id,))
+        row = cur.fetch_arrow_table().to_pylist()[0]
+    conn.commit()
+    return row
+
+
+def record_discovered(conn: Connection, keys: Sequence[str]) -> int:
+    """Add keys to the ledger as pending (known ones are left alone); returns how many were new."""
+    if not keys:
+        return 0
+    parts = [parse_key(k) for k in keys]
+    table = pa.table(
+        {
+            "object_key": pa.array(list(keys), pa.string()),
+            "vendor": pa.array([p.vendor for p in parts], pa.string()),
+            "received_at": pa.array([p.received_at for p in parts], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    with conn.cursor() as cur:
+        cur.adbc_ingest("bb_discovered", table, mode="replace", temporary=True)
+        cur.execute(
+            "INSERT INTO biobridge.landed_files (object_key, vendor, received_at) "
+            "SELECT object_key, vendor, received_at FROM pg_temp.bb_discovered "
+            "ORDER BY object_key ON CONFLICT (object_key) DO NOTHING"
+        )
+        inserted = cur.rowcount
+    conn.commit()
+    return int(inserted)
+
+
+def claim_pending(
+    conn: Connection,
+    *,
+    limit: int,
+    vendors: Sequence[str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+) -> list[ClaimedFile]:
+    """Lock up to `limit` pending files, oldest first, skipping those another run holds.
+
+    The lock lasts until this transaction ends: the caller loads and commits (or rolls back)
+    in the same transaction, so a crash anywhere leaves the files pending, never half-loaded.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT object_key, vendor, received_at FROM biobridge.landed_files "
+            "WHERE state = 'pending' AND vendor = ANY($1::text[]) "
+            "AND received_at >= coalesce($2::timestamptz, '-infinity') "
+            "AND received_at < coalesce($3::timestamptz, 'infinity') "
+            "ORDER BY received_at, object_key LIMIT $4 FOR UPDATE SKIP LOCKED",
+            ("{" + ",".join(vendors) + "}", received_from, received_until, limit),
+        )
+        rows = cur.fetchall()
+    return [ClaimedFile(key=k, vendor=v, received_at=r) for k, v, r in rows]
+
+
+def requeue(
+    conn: Connection,
+    *,
+    load_id: int,
+    vendors: Sequence[str],
+    states: Sequence[str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+) -> int:
+    """Put files back to pending for a replay; their open quarantine entries are marked replayed.
+
+    Reloading is safe: rows are upserted, and a file's own rows never replace themselves.
+    """
+    params = (
+        "{" + ",".join(vendors) + "}",
+        "{" + ",".join(states) + "}",
+        received_from,
+        received_until,
+    )
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE biobridge.quarantine SET replayed_at = now(), replay_load_id = $5 "
+            "WHERE replayed_at IS NULL AND object_key IN (SELECT object_key "
+            "FROM biobridge.landed_files WHERE vendor = ANY($1::text[]) "
+            "AND state = ANY($2::text[]) "
+            "AND received_at >= coalesce($3::timestamptz, '-infinity') "
+            "AND received_at < coalesce($4::timestamptz, 'infinity'))",
+            (*params, load_id),
+        )
+        cur.execute(
+            "UPDATE biobridge.landed_files SET state = 'pending' "
+            "WHERE vendor = ANY($1::text[]) AND state = ANY($2::text[]) "
+            "AND received_at >= coalesce($3::timestamptz, '-infinity') "
+            "AND received_at < coalesce($4::timestamptz, 'infinity')",
+            params,
+        )
+        count = cur.rowcount
+    conn.commit()
+    return int(count)
