@@ -1,0 +1,140 @@
+"""Which resource a landed body is, from its route (vendor), its parsed body and its headers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import parse_qs
+
+NOTIFICATION = "notification"
+"""A pointer (Oura, WHOOP, Fitbit, Withings, Polar): the data must be fetched; no rows."""
+
+_OURA_SIGNATURE = "x-oura-signature"
+
+
+class UnrecognisedBody(ValueError):
+    """The body is not any shape that route receives: quarantine the file with this reason."""
+
+
+def resource_of(vendor: str, payload: Any, headers: Mapping[str, str]) -> str:
+    """The resource of a body landed on ``/webhooks/<vendor>``.
+
+    Raises UnrecognisedBody (a ValueError) naming what was expected and what was found.
+    """
+    detect = _DETECTORS.get(vendor)
+    if detect is None:
+        raise UnrecognisedBody(
+            f"route vendor: expected one of {', '.join(_DETECTORS)}, found {vendor!r}"
+        )
+    lower = {name.lower(): value for name, value in headers.items()}
+    resource = detect(payload, lower)
+    if resource is None:
+        raise UnrecognisedBody(
+            f"/webhooks/{vendor} body: expected {_EXPECTED[vendor]}, found {_shape(payload)}"
+        )
+    return resource
+
+
+def _is_generic(payload: Any, *, strict: bool = True) -> bool:
+    if type(payload) is not dict or type(payload.get("data")) is not dict:
+        return False
+    return not strict or "user_id" in payload or "timestamp" in payload
+
+
+def _oura(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if _is_generic(payload) and _OURA_SIGNATURE not in headers:
+        return "generic"
+    if type(payload) is dict and {"event_type", "data_type"} <= payload.keys():
+        return NOTIFICATION
+    return None
+
+
+def _apple_health(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if type(payload) is not dict or type(payload.get("data")) is not dict:
+        return None
+    data = payload["data"]
+    if "metrics" in data or "workouts" in data:
+        return "hae"
+    return "generic" if _is_generic(payload) else "hae"
+
+
+def _generic(payload: Any, headers: Mapping[str, str]) -> str | None:
+    return "generic" if _is_generic(payload, strict=False) else None
+
+
+def _garmin(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if type(payload) is not dict or not all(type(v) is list for v in payload.values()):
+        return None
+    items = [item for summaries in payload.values() for item in summaries]
+    if items and all(type(item) is dict and "callbackURL" in item for item in items):
+        return "ping"
+    return "push"
+
+
+def _whoop(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if type(payload) is dict and {"type", "id"} <= payload.keys():
+        return NOTIFICATION
+    return None
+
+
+def _fitbit(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if type(payload) is list and all(
+        type(item) is dict and "collectionType" in item for item in payload
+    ):
+        return NOTIFICATION
+    return None
+
+
+def _withings(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if isinstance(payload, bytes | bytearray):
+        payload = payload.decode("utf-8", errors="replace")
+    if type(payload) is str:
+        payload = parse_qs(payload)
+    if type(payload) is dict and "userid" in payload:
+        return NOTIFICATION
+    return None
+
+
+def _polar(payload: Any, headers: Mapping[str, str]) -> str | None:
+    if type(payload) is dict and "event" in payload:
+        return NOTIFICATION
+    return None
+
+
+_DETECTORS: Mapping[str, Callable[[Any, Mapping[str, str]], str | None]] = MappingProxyType(
+    {
+        "oura": _oura,
+        "whoop": _whoop,
+        "garmin": _garmin,
+        "fitbit": _fitbit,
+        "withings": _withings,
+        "polar": _polar,
+        "apple_health": _apple_health,
+        "generic": _generic,
+    }
+)
+
+_EXPECTED: Mapping[str, str] = MappingProxyType(
+    {
+        "oura": "a pointer {event_type, data_type, object_id, user_id} or, unsigned, the "
+        "generic shape {user_id, timestamp, data: {...}}",
+        "whoop": "a pointer {user_id, id, type, trace_id}",
+        "garmin": "an object of summary lists {<summaryType>: [...]} (push or ping)",
+        "fitbit": "a list of pointers [{collectionType, date, ownerId, ...}]",
+        "withings": "a form pointer userid=...&appli=...&startdate=...&enddate=...",
+        "polar": "a pointer {event, user_id, timestamp, url} or a PING",
+        "apple_health": 'a Health Auto Export body {"data": {"metrics": [...], '
+        '"workouts": [...]}} or the generic shape',
+        "generic": "the generic shape {user_id, timestamp, data: {...}}",
+    }
+)
+
+
+def _shape(payload: Any) -> str:
+    if type(payload) is dict:
+        keys = ", ".join(sorted(map(str, payload))[:12])
+        return f"an object with keys [{keys}]"
+    if type(payload) is list:
+        return f"a list of {len(payload)} items"
+    return f"a {type(payload).__name__}"
