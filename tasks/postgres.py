@@ -6,13 +6,12 @@ import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_manager
-from adbc_driver_postgresql import dbapi
+from adbc_driver_manager.dbapi import Connection as Connection  # re-exported for callers
+from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
 
 from landing.settings import Settings
 from tasks.embedded_pg import start_embedded_postgres
 from tasks.errors import PermanentDatabaseError, TransientDatabaseError
-
-Connection = dbapi.Connection
 
 # Retrying helps: serialization failure, deadlock, connection exceptions (08*), admin or crash
 # shutdown, server starting up, too many connections.
@@ -52,7 +51,8 @@ def connect(url: str, *, autocommit: bool = False) -> Connection:
     Autocommit is off by default, as in ADBC: call `commit()`. Close cursors before the connection.
     """
     try:
-        return dbapi.connect(url, autocommit=autocommit)
+        conn: Connection = dbapi.connect(url, autocommit=autocommit)
+        return conn
     except adbc_driver_manager.Error as exc:
         error = TransientDatabaseError if is_transient(exc) else PermanentDatabaseError
         message = f"could not connect to {redact_url(url)}: {redact_text(str(exc), url)}"
