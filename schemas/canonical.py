@@ -37,6 +37,9 @@ FUTURE_TOLERANCE = timedelta(days=1)
 """A stamp more than this after "now" is a sender bug (ms read as s, a wrong year): quarantined."""
 
 TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
+LATEST_REPRESENTABLE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""Build no instant past this: Pandera renders failure cases as Python datetimes, which end
+here, and a later stamp crashes the check instead of failing it."""
 
 CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String(),

@@ -15,6 +15,8 @@ import polars as pl
 from schemas.vendors.records import RecordFrame, ValueFrame
 
 STAMP_EXPECTED = "epoch seconds (UTC) as an integer"
+MAX_OFFSET_SECONDS = 31 * 86_400
+"""A sample key is seconds after a summary's start; summaries span a day at most."""
 DATE_EXPECTED = "a YYYY-MM-DD date"
 
 
@@ -32,9 +34,9 @@ class GarminValue(ValueFrame):
     offset: pl.Int64 = pa.Field(nullable=True)
     """Seconds after the summary's start; 0 for a scalar field."""
 
-    @pa.check("offset", name="offset_is_integer")
+    @pa.check("offset", name="offset_is_seconds_within_the_summary")
     @classmethod
     def _offset_parsed(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(
-            pl.col("offset").is_not_null() | pl.col("offset_raw").is_null()
-        )
+        offset = pl.col("offset")
+        in_range = offset.abs() <= MAX_OFFSET_SECONDS
+        return data.lazyframe.select((in_range | pl.col("offset_raw").is_null()).fill_null(False))

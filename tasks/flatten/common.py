@@ -19,6 +19,7 @@ from schemas.canonical import (
     CANONICAL_SCHEMA,
     EARLIEST_TIMESTAMP,
     FUTURE_TOLERANCE,
+    LATEST_REPRESENTABLE,
     TIMESTAMP_DTYPE,
     CanonicalRow,
 )
@@ -141,18 +142,23 @@ def _coerce(value: Any) -> tuple[float | None, str | None]:
     return None, excerpt(value)
 
 
-_TEXT_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S %z")
+_TEXT_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S %z",
+    "%Y-%m-%d",
+)
 
 
-def parse_timestamp_text(text: pl.Expr) -> pl.Expr:
+def parse_timestamp_text(text: pl.Expr, formats: Sequence[str] = _TEXT_FORMATS) -> pl.Expr:
     """UTC instants from ISO 8601 / HAE text with an offset, or a bare date (midnight UTC).
 
     A date-time without an offset is ambiguous and gives null (the caller reports it).
     """
     cleaned = text.str.strip_chars().str.replace(r"[Zz]$", "+00:00")
     parsed = [
-        cleaned.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC")
-        for fmt in (*_TEXT_FORMATS, "%Y-%m-%d")
+        representable(cleaned.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC"))
+        for fmt in formats
     ]
     return pl.coalesce(*parsed)
 
@@ -160,29 +166,40 @@ def parse_timestamp_text(text: pl.Expr) -> pl.Expr:
 def epoch_seconds(seconds: pl.Expr) -> pl.Expr:
     """UTC instants from epoch seconds (null when out of range)."""
     micros = (seconds * 1_000_000).round().cast(pl.Int64, strict=False)
-    return micros.cast(TIMESTAMP_DTYPE)
+    return representable(micros.cast(TIMESTAMP_DTYPE))
+
+
+def representable(stamp: pl.Expr) -> pl.Expr:
+    """`stamp`, or null past year 9999 (epoch ms read as s): such an instant cannot become a
+    Python datetime, so it must not reach a Pandera failure case or an issue."""
+    return pl.when(stamp <= LATEST_REPRESENTABLE).then(stamp)
 
 
 def timestamps(stamps: list[Any]) -> pl.Series:
     """UTC instants of raw stamps: text (ISO 8601, HAE, date) or epoch seconds; else null."""
-    texts = [stamp if type(stamp) is str else None for stamp in stamps]
-    others = [None if type(stamp) is str else stamp for stamp in stamps]
-    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_columns(
-        number=number_columns(others)["value"]
-    )
+    texts = pl.Series("text", [s if type(s) is str else None for s in stamps], dtype=pl.String)
+    frame = pl.DataFrame([texts])
     text = pl.col("text")
-    parsed = pl.coalesce(
-        parse_timestamp_text(text),
-        epoch_seconds(text.cast(pl.Float64, strict=False)),
-        epoch_seconds(pl.col("number")),
-    )
-    return frame.select(parsed.alias("timestamp")).to_series()
+    # one format first: a batch usually shares one; the others only when something is left
+    parsed = frame.select(parse_timestamp_text(text, _TEXT_FORMATS[:1])).to_series()
+    if parsed.null_count() > texts.null_count():
+        parsed = frame.select(
+            pl.coalesce(
+                parse_timestamp_text(text), epoch_seconds(text.cast(pl.Float64, strict=False))
+            )
+        ).to_series()
+    if texts.null_count() > stamps.count(None):
+        numbers = number_columns([None if type(s) is str else s for s in stamps])["value"]
+        parsed = pl.select(pl.coalesce(parsed, epoch_seconds(pl.lit(numbers)))).to_series()
+    return parsed.alias("timestamp")
 
 
-def naive_hint(stamp: Any) -> str:
-    """Extra advice when a text stamp parses only without a zone."""
+def stamp_hint(stamp: Any) -> str:
+    """Extra advice for the two usual stamp mistakes: no zone, epoch milliseconds."""
     if type(stamp) is str and len(stamp) >= 19 and stamp[10:11] in ("T", " "):
         return " (a date-time needs a UTC offset such as Z or +02:00)"
+    if type(stamp) in (int, float) and abs(stamp) >= 1e11:
+        return " (looks like epoch milliseconds: send seconds)"
     return ""
 
 
@@ -348,7 +365,7 @@ def assemble(
     rows = (
         convert(good_values, mapping)
         .join(record_columns, on="record_pos", how="left")
-        .with_columns(timestamp=pl.col("timestamp") + pl.duration(seconds=offset))
+        .with_columns(timestamp=representable(pl.col("timestamp") + pl.duration(seconds=offset)))
     )
     canonical, canonical_issues = validate_canonical(rows)
     issues.extend(canonical_issues)
@@ -362,7 +379,8 @@ def _canonical_issue(row: dict[str, Any], column: str, check: str) -> Issue:
             f"an instant between {EARLIEST_TIMESTAMP:%Y-%m-%d} and now + "
             f"{FUTURE_TOLERANCE.total_seconds() / 3600:g} h"
         )
-        found = row["timestamp"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = row["timestamp"]
+        found = "past year 9999" if stamp is None else f"{stamp:%Y-%m-%dT%H:%M:%S.%fZ}"
         reason = (
             f"timestamp of {source}: expected {expected}, found {found}; the record is "
             "quarantined (a far-future or pre-1970 stamp is usually ms read as s or a wrong "
@@ -408,7 +426,7 @@ def stamp_issue(
 ) -> Issue:
     """The issue of a record whose stamp is missing or unusable."""
     found = excerpt(stamp)
-    reason = f"{field_name}: expected {expected}, found {found}{naive_hint(stamp)}; " + (
+    reason = f"{field_name}: expected {expected}, found {found}{stamp_hint(stamp)}; " + (
         "the file was rejected" if record_index is None else "the record was quarantined"
     )
     return Issue(file_no, record_index, field_name, reason, expected, found)
@@ -435,8 +453,9 @@ def file_issue(file_no: int, field_name: str, expected: str, found: Any, fix: st
 class Batch:
     """Column lists of one vendor group, filled by the vendor's walk over its payloads.
 
-    Records are appended one by one; values in chunks (a scalar is a chunk of one, a sample map
-    a chunk of many) so per-sample Python work is two list extends.
+    Records are appended one by one; values in chunks (a scalar is a chunk of one, a keyed map
+    such as Garmin samples or a generic `data` object a chunk of many) so per-value Python work
+    is two list extends.
     """
 
     issues: list[Issue] = field(default_factory=list)
@@ -452,7 +471,7 @@ class Batch:
     chunk_field: list[str] = field(default_factory=list)
     chunk_map: list[int] = field(default_factory=list)
     chunk_length: list[int] = field(default_factory=list)
-    offsets: list[Any] = field(default_factory=list)
+    keys: list[Any] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     chunk_text: dict[str, list[str | None]] = field(default_factory=dict)
     """Extra per-chunk String columns a vendor appends to itself (e.g. HAE ``units``)."""
@@ -486,20 +505,20 @@ class Batch:
         self.chunk_field.append(source_field)
         self.chunk_map.append(map_id)
         self.chunk_length.append(1)
-        self.offsets.append(None)
+        self.keys.append(None)
         self.values.append(value)
         return True
 
-    def add_samples(
-        self, record_pos: int, source_field: str, map_id: int, samples: Mapping[str, Any]
+    def add_keyed(
+        self, record_pos: int, source_field: str, map_id: int, values: Mapping[Any, Any]
     ) -> None:
-        """Append a ``{"<seconds after the record's stamp>": value}`` map."""
+        """Append a ``{key: value}`` map (Garmin samples, a generic `data` object)."""
         self.chunk_record.append(record_pos)
         self.chunk_field.append(source_field)
         self.chunk_map.append(map_id)
-        self.chunk_length.append(len(samples))
-        self.offsets.extend(samples.keys())
-        self.values.extend(samples.values())
+        self.chunk_length.append(len(values))
+        self.keys.extend(values.keys())
+        self.values.extend(values.values())
 
     def records_frame(self) -> pl.DataFrame:
         """`RecordFrame` columns plus ``record_pos`` and ``device_type``."""
@@ -527,9 +546,9 @@ class Batch:
             .with_columns(pl.col("record_pos").cast(pl.Int64))
         )
 
-    def values_frame(self, *, with_offsets: bool = False) -> pl.DataFrame:
-        """`ValueFrame` columns plus ``record_pos`` and ``map_id`` (and ``offset_raw`` /
-        ``offset`` when `with_offsets`); rows whose value was null are already gone."""
+    def values_frame(self, *, key_column: str | None = None) -> pl.DataFrame:
+        """`ValueFrame` columns plus ``record_pos`` and ``map_id`` (and the keys of keyed maps
+        as `key_column`, null for scalars); rows whose value was null are already gone."""
         chunks = pl.DataFrame(
             {
                 "record_pos": self.chunk_record,
@@ -561,11 +580,7 @@ class Batch:
             ],
             how="horizontal",
         )
-        if with_offsets:
-            offset_raw = pl.Series("offset_raw", self.offsets, dtype=pl.String, strict=False)
-            frame = frame.with_columns(offset_raw).with_columns(
-                offset=pl.when(pl.col("offset_raw").is_null())
-                .then(pl.lit(0, pl.Int64))
-                .otherwise(pl.col("offset_raw").str.strip_chars().cast(pl.Int64, strict=False))
-            )
+        if key_column is not None:
+            keys = pl.Series(key_column, self.keys, dtype=pl.String, strict=False)
+            frame = frame.with_columns(keys)
         return frame.filter(pl.col("value").is_not_null() | pl.col("raw").is_not_null())

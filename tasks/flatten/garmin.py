@@ -14,7 +14,13 @@ from typing import Any
 
 import polars as pl
 
-from schemas.vendors.garmin import DATE_EXPECTED, STAMP_EXPECTED, GarminSummary, GarminValue
+from schemas.vendors.garmin import (
+    DATE_EXPECTED,
+    MAX_OFFSET_SECONDS,
+    STAMP_EXPECTED,
+    GarminSummary,
+    GarminValue,
+)
 from tasks.flatten.common import (
     G_TO_KG,
     Batch,
@@ -256,7 +262,10 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
         if row["offset_raw"] is not None:
             field_name += f'["{row["offset_raw"]}"]'
         if column == "offset":
-            expected = "whole seconds after the summary's start as the sample key"
+            expected = (
+                "whole seconds after the summary's start as the sample key "
+                f"(at most {MAX_OFFSET_SECONDS} s)"
+            )
             found = excerpt(row["offset_raw"])
             reason = f"{field_name}: expected {expected}, found {found}; the sample is quarantined"
             return Issue(row["file_no"], row["record_index"], field_name, reason, expected, found)
@@ -269,12 +278,21 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
         records=records,
         record_model=GarminSummary,
         describe_record=describe_record,
-        values=batch.values_frame(with_offsets=True),
+        values=_with_offsets(batch.values_frame(key_column="offset_raw")),
         value_model=GarminValue,
         describe_value=describe_value,
         mapping=MAPPING,
     )
     return Flattened(rows=rows, issues=batch.issues + issues, drift=batch.drift)
+
+
+def _with_offsets(values: pl.DataFrame) -> pl.DataFrame:
+    """``offset``: seconds after the summary's start (0 for scalars, null when unparseable)."""
+    offset_raw = pl.col("offset_raw")
+    parsed = offset_raw.str.strip_chars().cast(pl.Int64, strict=False)
+    return values.with_columns(
+        offset=pl.when(offset_raw.is_null()).then(pl.lit(0, pl.Int64)).otherwise(parsed)
+    )
 
 
 def _walk(batch: Batch, item: FlattenInput, summary_types: list[str]) -> None:
@@ -380,4 +398,4 @@ def _add_samples(
         reason = f"{field_name}: expected {expected}, found {found}; these samples are quarantined"
         batch.issues.append(Issue(item.file_no, record_index, field_name, reason, expected, found))
         return
-    batch.add_samples(record, name, MAP_ID[(summary_type, name)], samples)
+    batch.add_keyed(record, name, MAP_ID[(summary_type, name)], samples)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
+import polars as pl
+
 from schemas.canonical import DEVICE_TYPES, GENERIC_DEVICE_TYPE
 from schemas.catalogue import CATALOGUE
 from schemas.vendors.generic import TIMESTAMP_EXPECTED, GenericEvent, GenericValue
@@ -30,6 +32,7 @@ from tasks.flatten.common import (
 )
 
 RESOURCE = "generic"
+NO_MAP_ID = -1
 
 RENAMED: dict[str, str] = {
     "hrv_balance": "readiness_contributor_hrv_balance",
@@ -45,13 +48,18 @@ TOP_LEVEL_KEYS = frozenset({"event_type", "user_id", "timestamp", "data"})
 _KEYS: dict[str, str] = {**{name: name for name in CATALOGUE}, **RENAMED}
 MAP_ID = MappingProxyType({key: position for position, key in enumerate(_KEYS)})
 MAPPING = mapping_frame([Target(metric) for metric in _KEYS.values()])
+_KEY_TABLE = pl.DataFrame(
+    {"source_field": list(MAP_ID), "map_id": list(MAP_ID.values())},
+    schema={"source_field": pl.String, "map_id": pl.Int64},
+)
 
 
 def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
     """Flatten generic-shape bodies: one record per body, one value per mapped `data` key."""
     batch = Batch()
+    prefixes: dict[int, str] = {}
     for item in items:
-        _walk(batch, item)
+        _walk(batch, item, prefixes)
     if not batch.file_no:
         return Flattened(rows=Flattened.empty().rows, issues=batch.issues, drift=batch.drift)
 
@@ -70,7 +78,7 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
         records=batch.records_frame(),
         record_model=GenericEvent,
         describe_record=describe_record,
-        values=batch.values_frame(),
+        values=_mapped(batch, prefixes),
         value_model=GenericValue,
         describe_value=describe_value,
         mapping=MAPPING,
@@ -78,7 +86,22 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
     return Flattened(rows=rows, issues=batch.issues + issues, drift=batch.drift)
 
 
-def _walk(batch: Batch, item: FlattenInput) -> None:
+def _mapped(batch: Batch, prefixes: dict[int, str]) -> pl.DataFrame:
+    """The `data` values with their ``map_id``; keys nobody maps are counted as drift."""
+    values = (
+        batch.values_frame(key_column="source_field")
+        .drop("map_id")
+        .join(_KEY_TABLE, on="source_field", how="left")
+    )
+    unknown = values.filter(pl.col("map_id").is_null())
+    if unknown.height:
+        counts = unknown.group_by("file_no", "source_field").len()
+        for file_no, key, count in counts.iter_rows():
+            batch.drift[f"{prefixes[file_no]}data.{key}"] += count
+    return values.filter(pl.col("map_id").is_not_null())
+
+
+def _walk(batch: Batch, item: FlattenInput, prefixes: dict[int, str]) -> None:
     payload = item.payload
     if type(payload) is not dict:
         batch.issues.append(
@@ -109,7 +132,7 @@ def _walk(batch: Batch, item: FlattenInput) -> None:
             )
         )
         return
-    prefix = f"{item.vendor}:{item.resource}:"
+    prefix = prefixes[item.file_no] = f"{item.vendor}:{item.resource}:"
     for key in payload.keys() - TOP_LEVEL_KEYS:
         batch.drift[prefix + key] += 1
     record = batch.add_record(
@@ -121,12 +144,7 @@ def _walk(batch: Batch, item: FlattenInput) -> None:
         stamp=payload.get("timestamp"),
         device_type=device_type,
     )
-    for key, value in data.items():
-        map_id = MAP_ID.get(key)
-        if map_id is None:
-            batch.drift[f"{prefix}data.{key}"] += 1
-        else:
-            batch.add_value(record, key, map_id, value)
+    batch.add_keyed(record, "data", NO_MAP_ID, data)
 
 
 def _device_type(item: FlattenInput) -> Any:
