@@ -34,9 +34,27 @@ class Settings(BaseSettings):
         default=None,
         description="postgresql://... for the pipeline; unset: an embedded Postgres in data_dir.",
     )
-    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
-    s3_read_timeout_s: float = Field(default=30.0, gt=0)
-    s3_max_attempts: int = Field(default=5, ge=1)
+    s3_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a TCP connection to S3."
+    )
+    s3_read_timeout_s: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for S3 to answer one request."
+    )
+    s3_max_attempts: int = Field(
+        default=5, ge=1, description="S3 attempts per call (adaptive retries), first included."
+    )
+    s3_max_pool_connections: int = Field(
+        default=40, ge=1, description="HTTP connections kept to S3 (one per concurrent put)."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline for reading a whole webhook body (else 408)."
+    )
+    retry_after_s: int = Field(
+        default=30, ge=1, description="Retry-After seconds sent with a 503 (store unavailable)."
+    )
+    probe_timeout_s: float = Field(
+        default=10.0, gt=0, description="Deadline for the store probe behind /readyz."
+    )
 
     def landing_location(self) -> str:
         """The landing store's URL, defaulting to a folder under `data_dir`."""

@@ -6,11 +6,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from landing.keys import PROBE_PREFIX
+
+if TYPE_CHECKING:
+    from landing.settings import Settings
+
+LANDING_URL_VARIABLE = "BIOBRIDGE_LANDING_URL"
 
 
 class StoreError(Exception):
@@ -78,3 +89,51 @@ class ObjectStore(Protocol):
     def probe(self) -> None:
         """Write, read back and delete a probe object; raise StoreError saying why not."""
         ...
+
+
+def open_store(url: str, settings: Settings | None = None) -> ObjectStore:
+    """The store at `url`: `file:///absolute/folder` or `s3://bucket[/prefix]`.
+
+    Raises ValueError naming BIOBRIDGE_LANDING_URL when the URL is not one of those.
+    `settings` tunes the S3 client (timeouts, retries); default: read from the environment.
+    """
+    if settings is None:
+        from landing.settings import get_settings
+
+        settings = get_settings()
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme == "file":
+        from landing.local_store import LocalStore
+
+        return LocalStore.from_url(url)
+    if scheme == "s3":
+        from landing.s3_store import S3Store
+
+        return S3Store.from_url(url, settings)
+    raise ValueError(
+        f"{LANDING_URL_VARIABLE} must be file:///absolute/folder or s3://bucket/prefix; "
+        f"found scheme {scheme or '(none)'!r}"
+    )
+
+
+def probe_round_trip(store: ObjectStore) -> None:
+    """Write a probe object, read it back, compare and delete it; StoreError says what failed."""
+    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    body = secrets.token_bytes(32)
+    meta = ObjectMeta(
+        received_at=datetime.now(UTC),
+        vendor="probe",
+        content_type="application/octet-stream",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        delivery_id=key.removeprefix(PROBE_PREFIX),
+        delivery_id_source="receiver",
+        signature_verified=False,
+    )
+    store.put(key, body, meta)
+    try:
+        got, got_meta = store.get(key)
+        if got != body or got_meta != meta:
+            raise StoreError(f"probe {key!r} read back different bytes or metadata")
+    finally:
+        store.delete(key)

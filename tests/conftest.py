@@ -1,0 +1,97 @@
+"""Shared fixtures: a real S3 endpoint (moto server), both store backends, a live uvicorn server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from starlette.types import ASGIApp
+
+from landing.settings import Settings
+from landing.store import ObjectStore, open_store
+from tests.helpers import live_server
+
+pytest_plugins = ["tests.pg", "tests.pipeline"]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """An S3 HTTP endpoint for the whole session (moto's threaded server on a free port)."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No BIOBRIDGE_* or AWS_* settings leak in from the machine running the tests."""
+    for name in list(os.environ):
+        if name.startswith(("BIOBRIDGE_", "AWS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
+    """Obviously fake credentials and the moto endpoint, as boto3 reads them from the env."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+    return moto_endpoint
+
+
+@pytest.fixture
+def bucket(aws_env: str) -> Iterator[str]:
+    """A fresh bucket with a random suffix, emptied and removed afterwards."""
+    name = f"biobridge-test-{secrets.token_hex(4)}"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=name)
+    yield name
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        if objects := [{"Key": obj["Key"]} for obj in page.get("Contents", [])]:
+            s3.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})
+    s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for tests: small limits and short timeouts so failures show up fast."""
+    return Settings(
+        data_dir=tmp_path,
+        max_body_bytes=64 * 1024,
+        body_timeout_s=5.0,
+        s3_max_attempts=2,
+        s3_connect_timeout_s=1.0,
+        s3_read_timeout_s=5.0,
+        retry_after_s=7,
+        probe_timeout_s=5.0,
+    )
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> ObjectStore:
+    """Each backend in turn: a folder under tmp_path, or a prefix in a fresh moto bucket."""
+    if request.param == "local":
+        return open_store((tmp_path / "landing").as_uri(), settings)
+    bucket_name = request.getfixturevalue("bucket")
+    return open_store(f"s3://{bucket_name}/landing", settings)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[ASGIApp], str]]:
+    """Start apps on live uvicorn servers for this test: `base_url = serve(app)`."""
+    with ExitStack() as stack:
+        yield lambda app: stack.enter_context(live_server(app))

@@ -1,0 +1,87 @@
+"""Test helpers: a live uvicorn server in a thread, object counting, a port nobody listens on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+from landing.store import ObjectStore
+
+EXAMPLES = Path(__file__).parent / "vendor_examples"
+
+
+@contextmanager
+def live_server(app: ASGIApp) -> Iterator[str]:
+    """Serve `app` with a real uvicorn server on a free port in a thread; yield its base URL."""
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def count_objects(store: ObjectStore) -> int:
+    """How many objects are under raw/ (what a bad request must not change)."""
+    return sum(1 for _ in store.list_keys("raw/"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (closed right after binding)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post_concurrently(
+    url: str, posts: Sequence[tuple[str, bytes]], *, per_client: int = 20
+) -> list[httpx.Response]:
+    """POST every (path, body) at once, one connection each, answers in order.
+
+    Spread over clients of `per_client` connections: httpcore's pool slows down quadratically
+    with the connections of one client (200 on one client take ~3 s, on ten ~0.7 s).
+    """
+
+    async def post_all() -> list[httpx.Response]:
+        verify = ssl.create_default_context()  # one context for all clients: it is slow to build
+        async with AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=url,
+                        timeout=60,
+                        verify=verify,
+                        limits=httpx.Limits(max_connections=per_client),
+                    )
+                )
+                for _ in range(max(1, -(-len(posts) // per_client)))
+            ]
+            return await asyncio.gather(
+                *(clients[i % len(clients)].post(p, content=b) for i, (p, b) in enumerate(posts))
+            )
+
+    return asyncio.run(post_all())

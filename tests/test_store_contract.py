@@ -1,0 +1,156 @@
+"""The ObjectStore contract, run against both backends (a folder and S3 via moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from landing.keys import PROBE_PREFIX, new_key
+from landing.local_store import LocalStore
+from landing.settings import Settings
+from landing.store import ObjectMeta, ObjectNotFound, ObjectStore, StoreError, open_store
+
+T0 = datetime(2025, 7, 28, 19, 28, 15, 123456, tzinfo=UTC)
+
+
+def meta_for(body: bytes, **changes: object) -> ObjectMeta:
+    fields: dict[str, object] = {
+        "received_at": T0,
+        "vendor": "oura",
+        "content_type": "application/json",
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "size": len(body),
+        "delivery_id": "d-1",
+        "delivery_id_source": "receiver",
+        "signature_verified": False,
+        "headers": {"user-agent": "Gerät/1.0 ☃ \u00ff", "x-oura-timestamp": "1753730895"},
+        "context": {"user_id": "athlete_élite"},
+    }
+    fields.update(changes)
+    return ObjectMeta(**fields)  # type: ignore[arg-type]
+
+
+def test_put_get_round_trip_is_byte_identical(store: ObjectStore) -> None:
+    body = bytes(range(256)) + "héllo ☃\r\n\x00".encode() + b"\xff\xfe"
+    key = new_key("oura", T0)
+    store.put(key, body, meta_for(body))
+
+    got, meta = store.get(key)
+
+    assert got == body
+    assert meta == meta_for(body)
+    assert meta.received_at.tzinfo is not None
+
+
+def test_get_of_a_missing_key_raises_object_not_found(store: ObjectStore) -> None:
+    with pytest.raises(ObjectNotFound):
+        store.get(new_key("whoop", T0))
+
+
+def test_delete_removes_the_object(store: ObjectStore) -> None:
+    key = new_key("garmin", T0)
+    store.put(key, b"{}", meta_for(b"{}"))
+    store.delete(key)
+    with pytest.raises(ObjectNotFound):
+        store.get(key)
+    assert list(store.list_keys("raw/")) == []
+
+
+def test_list_keys_is_lexical_and_honours_prefix_and_start_after(store: ObjectStore) -> None:
+    keys = [new_key(v, T0 + timedelta(minutes=37 * i)) for i, v in enumerate(["oura"] * 5)]
+    keys += [new_key("whoop", T0 + timedelta(hours=i)) for i in range(3)]
+    keys += [new_key("withings", T0, ext="form")]
+    # Where a folder walk and plain string order disagree ('-' < '.' < '/' < '0').
+    keys += ["t/a-b", "t/a.b", "t/a/b", "t/a/c/d", "t/a0", "t/b"]
+    for key in random.sample(keys, len(keys)):
+        store.put(key, b"[]", meta_for(b"[]"))
+    everything = sorted(keys)
+
+    assert list(store.list_keys("")) == everything
+    assert list(store.list_keys("t/")) == [k for k in everything if k.startswith("t/")]
+    assert list(store.list_keys("t/a/")) == ["t/a/b", "t/a/c/d"]
+    assert list(store.list_keys("raw/oura/")) == sorted(k for k in keys if "/oura/" in k)
+    assert list(store.list_keys("raw/w")) == sorted(k for k in keys if k.startswith("raw/w"))
+    assert list(store.list_keys("raw/nobody/")) == []
+    for after in [everything[0], everything[4], "t/a.", "t/a/", "t/a/c", "raw/p", "zzz"]:
+        expected = [k for k in everything if k > after]
+        assert list(store.list_keys("", start_after=after)) == expected, after
+    assert list(store.list_keys("t/", start_after="t/a/b")) == ["t/a/c/d", "t/a0", "t/b"]
+
+
+def test_listing_shows_whole_objects_only(store: ObjectStore) -> None:
+    key = new_key("polar", T0)
+    store.put(key, b"{}", meta_for(b"{}"))
+    if isinstance(store, LocalStore):  # leftovers of a crashed write, as a folder would hold them
+        folder = store.root / key.rpartition("/")[0]
+        (folder / ".orphan.json.0a1b2c.tmp").write_bytes(b"{")
+        (folder / "orphan.json.meta.json").write_bytes(b"{}")
+        assert (folder / (Path(key).name + ".meta.json")).exists()
+
+    assert list(store.list_keys("")) == [key]
+
+
+def test_probe_round_trips_and_leaves_nothing(store: ObjectStore) -> None:
+    store.probe()
+    assert list(store.list_keys(PROBE_PREFIX)) == []
+
+
+def test_local_store_refuses_keys_outside_its_folder(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "landing")
+    for key in ["../escape", "raw/../../x", "/abs", "raw//x", "raw/.hidden", "raw/x.meta.json"]:
+        with pytest.raises(StoreError, match="invalid object key"):
+            store.put(key, b"{}", meta_for(b"{}"))
+    assert list(store.list_keys("../")) == []
+    assert not (tmp_path / "escape").exists()
+
+
+def test_s3_put_lands_body_and_metadata_in_one_object(bucket: str, settings: Settings) -> None:
+    store = open_store(f"s3://{bucket}/some/prefix/", settings)
+    key = new_key("whoop", T0)
+    store.put(key, b'{"a":1}', meta_for(b'{"a":1}'))
+
+    head = boto3.client("s3").head_object(Bucket=bucket, Key=f"some/prefix/{key}")
+
+    assert list(head["Metadata"]) == ["biobridge-meta"]
+    assert ObjectMeta.from_json(head["Metadata"]["biobridge-meta"]) == meta_for(b'{"a":1}')
+    assert head["ContentType"] == "application/octet-stream"
+
+
+def test_s3_endpoint_also_comes_from_aws_endpoint_url(
+    bucket: str, settings: Settings, monkeypatch: pytest.MonkeyPatch, aws_env: str
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env)
+    open_store(f"s3://{bucket}", settings).probe()
+
+
+def test_s3_store_refuses_metadata_over_the_s3_limit(bucket: str, settings: Settings) -> None:
+    store = open_store(f"s3://{bucket}", settings)
+    big = meta_for(b"{}", headers={"x-big": "é" * 400})
+    with pytest.raises(StoreError, match="S3 allows 2048"):
+        store.put(new_key("oura", T0), b"{}", big)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/x",
+        "landing",
+        "/abs/path/without/scheme",
+        "file://otherhost/x",
+        "file:relative",
+        "s3://",
+        "s3://Bad_Bucket/x",
+        "s3://AKIAFAKE:hunter2@bucket-name/x",
+        "s3://bucket-name/x?versionId=1",
+    ],
+)
+def test_open_store_rejects_bad_urls_naming_the_variable(url: str, settings: Settings) -> None:
+    with pytest.raises(ValueError, match="BIOBRIDGE_LANDING_URL") as info:
+        open_store(url, settings)
+    assert "hunter2" not in str(info.value)
