@@ -1,0 +1,109 @@
+"""The receiver's OpenAPI document, built from the vendor registry (for docs and schemathesis).
+
+Written out rather than generated from docstrings: Starlette's SchemaGenerator needs PyYAML, which
+the receiver does not otherwise depend on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from landing.request_body import FORM_TYPE
+from landing.vendors import REGISTRY
+from landing.vendors.apple_health import USER_ID_RE
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The OpenAPI 3.0 document for every route the receiver serves."""
+    user_id = {"type": "string", "pattern": USER_ID_RE.pattern}
+    any_json = {"oneOf": [{"type": "object"}, {"type": "array"}]}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Biobridge receiver", "version": "1"},
+        "paths": {
+            "/webhooks/{vendor}": {
+                "post": {
+                    "summary": "Land one webhook body; 202 only once it is durably stored.",
+                    "parameters": [
+                        {
+                            "name": "vendor",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": sorted(REGISTRY)},
+                        },
+                        {"name": "user_id", "in": "query", "required": False, "schema": user_id},
+                        {"name": "X-User-Id", "in": "header", "required": False, "schema": user_id},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": any_json},
+                            FORM_TYPE: {"schema": {"type": "object"}},
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Stored.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Accepted"}
+                                }
+                            },
+                        },
+                        "400": _error("Empty or malformed body, or a malformed user id."),
+                        "404": _error("Unknown vendor."),
+                        "408": _error("The body did not arrive in time."),
+                        "413": _error("The body is too large."),
+                        "415": _error("Unsupported Content-Type or Content-Encoding."),
+                        "503": _error("The store did not confirm the write: retry later."),
+                    },
+                }
+            },
+            "/healthz": {"get": {"responses": {"200": {"description": "The process is up."}}}},
+            "/readyz": {
+                "get": {
+                    "responses": {
+                        "200": {"description": "The store accepted a probe write and read."},
+                        "503": {"description": "The store probe failed; the reason says why."},
+                    }
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Accepted": {
+                    "type": "object",
+                    "required": [
+                        "status",
+                        "device_type",
+                        "delivery_id",
+                        "object_key",
+                        "received_at",
+                    ],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["accepted"]},
+                        "device_type": {"type": "string"},
+                        "delivery_id": {"type": "string"},
+                        "object_key": {"type": "string"},
+                        "received_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["status", "error", "detail"],
+                    "properties": {
+                        "status": {"type": "string"},
+                        "error": {"type": "string"},
+                        "detail": {"type": "string"},
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,207 @@
+"""The webhook receiver: lands each body byte-for-byte and answers 202 only once it is stored.
+
+Bad input gets a specific 4xx with a reason and lands nothing; a store failure gets 503 with
+Retry-After. Responses and logs never carry bodies, secrets or stack traces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import anyio
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from landing.access_log import LOG_FIELDS, AccessLogMiddleware
+from landing.headers import kept_headers
+from landing.keys import new_key
+from landing.openapi import openapi_schema
+from landing.request_body import Rejection, body_format, parse_payload, read_body
+from landing.settings import Settings
+from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
+from landing.vendors import REGISTRY
+
+logger = logging.getLogger("biobridge.receiver")
+_BODY_READ = "biobridge.body_read"
+
+
+def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlette:
+    """The receiver app over `store` (default: the store at `settings.landing_location()`)."""
+    if store is None:
+        store = open_store(settings.landing_location(), settings)
+    receiver = _Receiver(settings, store)
+    schema = orjson.dumps(openapi_schema())
+    app = Starlette(
+        routes=[
+            Route("/webhooks/{vendor}", receiver.webhook, methods=["POST"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+            Route("/readyz", receiver.readyz, methods=["GET"]),
+            Route(
+                "/openapi.json",
+                lambda _: Response(schema, media_type="application/json"),
+                methods=["GET"],
+            ),
+        ],
+        middleware=[Middleware(AccessLogMiddleware)],
+        exception_handlers={
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.store = store
+    return app
+
+
+class _Receiver:
+    """The handlers that need the settings and the store."""
+
+    def __init__(self, settings: Settings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    async def webhook(self, request: Request) -> Response:
+        """POST /webhooks/{vendor}: check, land, then acknowledge; a 4xx lands nothing."""
+        log: dict[str, Any] = request.scope[LOG_FIELDS]
+        try:
+            return await self._land(request, log)
+        except Rejection as exc:
+            log["error"] = exc.error
+            # A body left unread would be drained by the server first: close instead.
+            headers = {} if request.scope.get(_BODY_READ) else {"Connection": "close"}
+            content = {"status": "rejected", "error": exc.error, "detail": exc.detail, **exc.extra}
+            return _json(exc.status, content, headers)
+
+    async def _land(self, request: Request, log: dict[str, Any]) -> Response:
+        vendor = REGISTRY.get(request.path_params["vendor"])
+        if vendor is None:
+            raise Rejection(
+                404,
+                "unknown_vendor",
+                "no webhook route for that vendor",
+                {"known_vendors": list(REGISTRY)},
+            )
+        log["vendor"] = vendor.NAME
+        fmt, media_type = body_format(request.headers, vendor.FORMATS)
+        try:
+            context = vendor.context(request.headers, request.query_params)
+        except ValueError as exc:
+            raise Rejection(400, "invalid_context", str(exc)) from None
+        body = await read_body(
+            request,
+            max_bytes=self.settings.max_body_bytes,
+            timeout_s=self.settings.body_timeout_s,
+        )
+        request.scope[_BODY_READ] = True
+        log["bytes"] = len(body)
+        payload = parse_payload(body, fmt)
+
+        received_at = datetime.now(UTC)
+        vendor_id = vendor.delivery_id(request.headers, payload)
+        delivery_id = vendor_id or str(uuid.uuid4())
+        key = new_key(vendor.NAME, received_at, ext=fmt)
+        meta = ObjectMeta(
+            received_at=received_at,
+            vendor=vendor.NAME,
+            content_type=media_type,
+            sha256=hashlib.sha256(body).hexdigest(),
+            size=len(body),
+            delivery_id=delivery_id,
+            delivery_id_source="vendor" if vendor_id else "receiver",
+            signature_verified=vendor.verify(request.headers, body, self.settings).verified,
+            headers=kept_headers(request.headers, vendor.HEADERS),
+            context=context,
+        )
+        log["delivery_id"] = delivery_id
+        try:
+            await anyio.to_thread.run_sync(self.store.put, key, body, meta)
+        except Exception as exc:  # whatever failed, the body is not stored: 503
+            log["error"] = "store_unavailable"
+            logger.warning(
+                "%s",
+                orjson.dumps({"event": "put_failed", "object_key": key, **_describe(exc)}).decode(),
+                exc_info=None if isinstance(exc, StoreError) else exc,
+            )
+            return _json(
+                503,
+                {
+                    "status": "unavailable",
+                    "error": "store_unavailable",
+                    "detail": "the body could not be stored; nothing was accepted: retry later",
+                },
+                {"Retry-After": str(self.settings.retry_after_s)},
+            )
+        log["object_key"] = key
+        return _json(
+            202,
+            {
+                "status": "accepted",
+                "device_type": vendor.NAME,
+                "delivery_id": delivery_id,
+                "object_key": key,
+                "received_at": received_at.isoformat(),
+            },
+        )
+
+    async def readyz(self, request: Request) -> Response:
+        """GET /readyz: 200 only when the store accepts a probe write, read and delete."""
+        timeout = self.settings.probe_timeout_s
+        try:
+            with anyio.fail_after(timeout):
+                await anyio.to_thread.run_sync(self.store.probe, abandon_on_cancel=True)
+        except TimeoutError:
+            reason = f"store probe timed out after {timeout:g} s"
+        except StoreError as exc:
+            reason = f"store probe failed: {type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # noqa: BLE001 (readiness reports any failure, never crashes)
+            reason = f"store probe failed: {type(exc).__name__}"
+        else:
+            return _json(200, {"status": "ready"})
+        request.scope[LOG_FIELDS]["error"] = "store_unavailable"
+        return _json(503, {"status": "unavailable", "reason": reason})
+
+
+async def _healthz(request: Request) -> Response:
+    """GET /healthz: the process is up and serving."""
+    return _json(200, {"status": "ok"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no route) and 405 (wrong method), as JSON."""
+    http = cast(HTTPException, exc)
+    content = {"status": "rejected", "error": "http_error", "detail": http.detail}
+    return _json(http.status_code, content, http.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "%s", orjson.dumps({"event": "unexpected_error", **_describe(exc)}).decode(), exc_info=exc
+    )
+    content = {
+        "status": "error",
+        "error": "internal_error",
+        "detail": "unexpected error; the body was not acknowledged: retry later",
+    }
+    return _json(500, content)
+
+
+def _describe(exc: BaseException) -> dict[str, str]:
+    """Type and message of a store error; only the type for anything else (may hold internals)."""
+    if isinstance(exc, StoreError):
+        return {"error_type": type(exc).__name__, "message": str(exc)[:500]}
+    return {"error_type": type(exc).__name__}
+
+
+def _json(
+    status: int, content: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(content), status, headers, media_type="application/json")

@@ -1,0 +1,151 @@
+"""Reading and checking a webhook body: format, size, deadline and syntax. Each refusal is a 4xx.
+
+Checks run cheapest first; nothing here stores anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+import orjson
+from starlette.requests import ClientDisconnect, Request
+
+from landing.vendors import Payload
+
+JSON_TYPES = ("application/json", "application/*+json")
+FORM_TYPE = "application/x-www-form-urlencoded"
+_JSON_SUFFIX_RE = re.compile(r"^application/[a-z0-9][a-z0-9!#$&^_.-]{0,100}\+json$")
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+_MAX_FORM_FIELDS = 1000
+
+
+@dataclass
+class Rejection(Exception):
+    """A request refused with a 4xx: `error` is a stable code, `detail` says what to fix."""
+
+    status: int
+    error: str
+    detail: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.error}: {self.detail}"
+
+
+def body_format(headers: Mapping[str, str], formats: frozenset[str]) -> tuple[str, str]:
+    """(format, media type) of the request: format is "json" or "form". 415 when not accepted."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise Rejection(
+            415, "unsupported_content_encoding", "send the body uncompressed (no Content-Encoding)"
+        )
+    raw = headers.get("content-type")
+    media, _, params = (raw or "application/json").partition(";")
+    media = media.strip().lower()
+    charset = _param(params, "charset")
+    accepted = [
+        *(JSON_TYPES if "json" in formats else ()),
+        *((FORM_TYPE,) if "form" in formats else ()),
+    ]
+    if "json" in formats and (media == "application/json" or _JSON_SUFFIX_RE.match(media)):
+        fmt = "json"
+    elif media == FORM_TYPE and "form" in formats:
+        fmt = "form"
+    else:
+        raise Rejection(
+            415,
+            "unsupported_media_type",
+            "Content-Type must be one of the accepted types",
+            {"accepted": accepted},
+        )
+    if charset is not None and charset not in _CHARSETS:
+        raise Rejection(
+            415, "unsupported_charset", "the body must be UTF-8", {"accepted": accepted}
+        )
+    return fmt, media
+
+
+async def read_body(request: Request, *, max_bytes: int, timeout_s: float) -> bytes:
+    """The whole body, refused early when too large (413) or too slow (408)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Rejection(400, "bad_content_length", "Content-Length must be a whole number")
+        if int(declared) > max_bytes:
+            raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejection(
+            408, "body_timeout", f"the body did not arrive within {timeout_s:g} s"
+        ) from None
+    except ClientDisconnect:
+        raise Rejection(400, "client_disconnected", "the client went away mid-body") from None
+    if size == 0:
+        raise Rejection(400, "empty_body", "the body is empty: send the webhook payload")
+    return b"".join(chunks)
+
+
+def parse_payload(body: bytes, fmt: str) -> Payload:
+    """Parse a JSON object/array or a form; 400 with the parser's message and position."""
+    if fmt == "form":
+        return _parse_form(body)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Rejection(400, "invalid_json", _json_error(body, exc)) from None
+    if not isinstance(payload, dict | list):
+        raise Rejection(
+            400,
+            "invalid_json_shape",
+            f"the JSON body must be an object or an array, found {type(payload).__name__}",
+        )
+    return payload
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    try:
+        text = body.decode("ascii")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
+    except UnicodeDecodeError as exc:
+        raise Rejection(
+            400, "invalid_form", f"form bodies are percent-encoded ASCII: byte {exc.start} is not"
+        ) from None
+    except ValueError as exc:
+        raise Rejection(400, "invalid_form", f"cannot parse the form body: {exc}") from None
+    return dict(pairs)
+
+
+def _json_error(body: bytes, exc: orjson.JSONDecodeError) -> str:
+    if "UTF-8" in exc.msg:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return f"the body is not valid UTF-8: invalid byte at position {bad.start}"
+    return f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
+
+
+def _param(params: str, name: str) -> str | None:
+    for item in params.split(";"):
+        key, _, value = item.partition("=")
+        if key.strip().lower() == name:
+            return value.strip().strip('"').lower()
+    return None
+
+
+def _too_large(max_bytes: int) -> Rejection:
+    return Rejection(
+        413, "body_too_large", f"the body exceeds {max_bytes} bytes", {"max_bytes": max_bytes}
+    )
