@@ -631,6 +631,29 @@ def test_hae_unknown_metric_is_drift() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"metrics": {"name": "step_count"}}, "data.metrics"),
+        ({"metrics": [{"name": "step_count", "data": 5}]}, "data.metrics[0]"),
+        ({"workouts": "none"}, "data.workouts"),
+    ],
+)
+def test_hae_malformed_structure_rejects_the_file(data: dict[str, Any], field: str) -> None:
+    body = {"data": {"metrics": [_metric("step_count", "count", {"date": STAMP, "qty": 1})]}}
+    body["data"].update(data)
+    result = one("apple_health", "hae", body, HAE_USER)
+    assert result.rows.height == 0
+    assert [(i.record_index, i.field) for i in result.issues] == [(None, field)]
+
+
+def test_hae_point_that_is_not_an_object_is_a_record_issue() -> None:
+    body = _hae(_metric("step_count", "count", "oops", {"date": STAMP, "qty": 10}))
+    result = one("apple_health", "hae", body, HAE_USER)
+    assert _metrics(result.rows) == {"steps": 10.0}
+    assert [(i.record_index, i.field) for i in result.issues] == [(0, "metrics[0].data[0]")]
+
+
 def test_every_accepted_hae_unit_has_a_conversion() -> None:
     units = {unit for accepted in ACCEPTED_UNITS.values() for unit in accepted or ()}
     assert units <= set(UNIT_CONVERSIONS)

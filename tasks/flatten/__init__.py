@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import polars as pl
+
 from schemas.canonical import ROW_COLUMNS
 from tasks.flatten import apple_health, garmin, generic
 from tasks.flatten.common import Flattened, FlattenInput, Issue
@@ -62,11 +64,11 @@ FLATTENERS: Mapping[tuple[str, str], Flattener] = MappingProxyType(
 
 def flatten(
     vendor: str, resource: str, payload: Any, context: Mapping[str, Any] | None = None
-) -> Any:
+) -> pl.DataFrame:
     """Canonical rows of one body: user_id, device_type, metric_type, value, unit, timestamp.
 
     Only good rows: quarantined values and records are left out (see `flatten_many` for the
-    issues). Returns a polars DataFrame.
+    issues, drift and lineage).
     """
     item = FlattenInput(0, vendor, resource, payload, MappingProxyType(dict(context or {})))
     return flatten_many([item]).rows.select(ROW_COLUMNS)

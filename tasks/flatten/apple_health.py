@@ -258,6 +258,10 @@ def _walk(batch: Batch, item: FlattenInput) -> None:
             file_issue(item.file_no, "context.user_id", "the user id", user, USER_FIX)
         )
         return
+    problem = _shape_problem(item, data)
+    if problem is not None:
+        batch.issues.append(problem)
+        return
     prefix = f"{item.vendor}:{item.resource}:"
     for key in data.keys() - {"metrics", "workouts"} - IGNORED_DATA_KEYS:
         batch.drift[prefix + key] += 1
@@ -265,18 +269,25 @@ def _walk(batch: Batch, item: FlattenInput) -> None:
     _walk_workouts(batch, item, user, data.get("workouts") or [], record_index)
 
 
-def _walk_metrics(batch: Batch, item: FlattenInput, user: Any, metrics: Any, prefix: str) -> int:
-    record_index = 0
-    if type(metrics) is not list:
-        batch.issues.append(_shape_issue(item, None, "data.metrics", "a list of metrics", metrics))
-        return record_index
-    for m, metric in enumerate(metrics):
-        points = metric.get("data") if type(metric) is dict else None
-        if type(points) is not list:
-            path = f"metrics[{m}]"
+def _shape_problem(item: FlattenInput, data: dict[str, Any]) -> Issue | None:
+    """A whole-file issue when `metrics` / `workouts` are not the lists HAE sends."""
+    fix = "only Health Auto Export REST bodies belong here"
+    for key in ("metrics", "workouts"):
+        if type(data.get(key) or []) is not list:
+            return file_issue(item.file_no, f"data.{key}", "a list", data[key], fix)
+    for m, metric in enumerate(data.get("metrics") or []):
+        if type(metric) is not dict or type(metric.get("data")) is not list:
             expected = 'an object {"name", "units", "data": [...]}'
-            batch.issues.append(_shape_issue(item, None, path, expected, metric))
-            continue
+            return file_issue(item.file_no, f"data.metrics[{m}]", expected, metric, fix)
+    return None
+
+
+def _walk_metrics(
+    batch: Batch, item: FlattenInput, user: Any, metrics: list[Any], prefix: str
+) -> int:
+    record_index = 0
+    for m, metric in enumerate(metrics):
+        points = metric["data"]
         name = metric.get("name")
         fields = FIELDS.get(name) if type(name) is str else None
         if fields is None:
@@ -340,13 +351,8 @@ def _add_point(
 
 
 def _walk_workouts(
-    batch: Batch, item: FlattenInput, user: Any, workouts: Any, record_index: int
+    batch: Batch, item: FlattenInput, user: Any, workouts: list[Any], record_index: int
 ) -> None:
-    if type(workouts) is not list:
-        batch.issues.append(
-            _shape_issue(item, None, "data.workouts", "a list of workouts", workouts)
-        )
-        return
     for w, workout in enumerate(workouts):
         path = f"workouts[{w}]"
         if type(workout) is not dict:
@@ -377,14 +383,18 @@ def _lookup(workout: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+PLAIN_WORKOUT_UNITS: Mapping[str, str] = MappingProxyType(
+    {"duration": "s", "avgHeartRate": "bpm", "maxHeartRate": "bpm"}
+)
+"""Workout fields that may be a bare number: their only possible unit."""
+
+
 def _add_workout_value(batch: Batch, record: int, field_name: str, value: Any) -> None:
     name = WORKOUT_PREFIX + field_name
     if type(value) is dict:
         quantity, units, source_field = value.get("qty"), value.get("units"), f"{field_name}.qty"
-    elif field_name == "duration" or ACCEPTED_UNITS[name] == ("count/min", "bpm"):
-        quantity, units, source_field = value, ACCEPTED_UNITS[name][0], field_name  # type: ignore[index]
     else:
-        quantity, units, source_field = value, None, field_name
+        quantity, units, source_field = value, PLAIN_WORKOUT_UNITS.get(field_name), field_name
     units_text = units if type(units) is str else None
     map_id = MAP_ID.get((name, "qty", units_text or ""), NO_MAPPING)
     if batch.add_value(record, source_field, map_id, quantity):
@@ -393,7 +403,7 @@ def _add_workout_value(batch: Batch, record: int, field_name: str, value: Any) -
 
 
 def _shape_issue(
-    item: FlattenInput, record_index: int | None, field_name: str, expected: str, found: Any
+    item: FlattenInput, record_index: int, field_name: str, expected: str, found: Any
 ) -> Issue:
     found_text = excerpt(found)
     reason = f"{field_name}: expected {expected}, found {found_text}; it was skipped"
