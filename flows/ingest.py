@@ -13,20 +13,15 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field, model_validator
 
 from flows.report import publish
 from landing.keys import VENDORS
+from landing.settings import get_settings
+from tasks import steps
 from tasks.batch import BatchSpec
 from tasks.load import LoadCounts
-from tasks.steps import (
-    close_load,
-    discover_files,
-    load_batch,
-    migrate_database,
-    open_load,
-    requeue_files,
-)
 from tasks.version import code_version
 
 Vendor = Literal[
@@ -72,6 +67,17 @@ def ingest(params: IngestParams | None = None) -> dict[str, object]:
     """Load what the receiver landed; returns the load record as Postgres has it."""
     params = params or IngestParams()
     logger = get_run_logger()
+    settings = get_settings()
+    retrying = {
+        "retries": settings.io_retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_s),
+    }
+    migrate_database = steps.migrate_database.with_options(**retrying)
+    open_load = steps.open_load.with_options(**retrying)
+    requeue_files = steps.requeue_files.with_options(**retrying)
+    discover_files = steps.discover_files.with_options(**retrying)
+    load_batch = steps.load_batch.with_options(**retrying)
+    close_load = steps.close_load.with_options(**retrying)
     migrate_database()
     load_id = open_load(
         kind=params.mode, flow_run_id=flow_run.get_id(), code_version=code_version()

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     probe_timeout_s: float = Field(
         default=10.0, gt=0, description="Deadline for the store probe behind /readyz."
     )
+    ingest_interval_s: int = Field(
+        default=60, ge=5, description="Seconds between scheduled ingest runs (`biobridge up`)."
+    )
+    io_retries: int = Field(
+        default=4, ge=0, le=20, description="Retries of a pipeline step after a transient failure."
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles each retry, with jitter."
+    )
 
     def landing_location(self) -> str:
         """The landing store's URL, defaulting to a folder under `data_dir`."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -21,7 +22,7 @@ from tasks.postgres import connect
 from tasks.retry import retry_if_transient
 from tasks.runtime import database_url, landing_store
 
-IO_RETRIES = {
+IO_RETRIES: dict[str, Any] = {
     "retries": 4,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
     "retry_jitter_factor": 0.5,

@@ -1,0 +1,212 @@
+"""The ingest flow end to end: real HTTP in, real Prefect flow runs, real Postgres out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from landing.keys import new_key
+from landing.store import ObjectMeta
+from tests.helpers import EXAMPLES
+from tests.pipeline import Pipeline
+from tests.tcp_proxy import TcpProxy
+
+GENERIC = json.loads((EXAMPLES / "generic_daily_readiness.json").read_text())
+
+
+def generic_body(user: str, **data: object) -> bytes:
+    payload = {**GENERIC, "user_id": user, "data": {**GENERIC["data"], **data}}
+    return orjson.dumps(payload)
+
+
+def land_raw(p: Pipeline, vendor: str, body: bytes, *, ext: str = "json") -> str:
+    """Put a body in the store directly, as a receiver of an older version might have."""
+    import hashlib
+
+    now = datetime.now(UTC)
+    key = new_key(vendor, now, ext=ext)
+    meta = ObjectMeta(
+        received_at=now,
+        vendor=vendor,
+        content_type="application/json",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        delivery_id="test",
+        delivery_id_source="receiver",
+        signature_verified=False,
+    )
+    p.store.put(key, body, meta)
+    return key
+
+
+def test_old_system_scenario_loads_420_rows_once_with_lineage(pipeline: Pipeline) -> None:
+    for i in range(30):
+        assert pipeline.post("oura", generic_body(f"oura_user_{i:02d}")).status_code == 202
+        assert pipeline.post("apple_health", generic_body(f"ah_user_{i:02d}")).status_code == 202
+
+    state = pipeline.ingest()
+    assert state.is_completed(), state.message
+    load = state.result()
+    assert (load["files_read"], load["files_loaded"], load["rows_inserted"]) == (60, 60, 420)
+    assert pipeline.scalar("SELECT count(*) FROM biometric_events") == 420
+
+    rows = pipeline.query(
+        "SELECT metric_type, value, unit, timestamp FROM biometric_events "
+        "WHERE user_id = 'oura_user_07' AND device_type = 'oura' ORDER BY metric_type"
+    )
+    expected = json.loads((EXAMPLES / "generic_daily_readiness.expected.json").read_text())["rows"]
+    want = sorted((r["metric_type"], float(r["value"]), r["unit"]) for r in expected)
+    assert [(m, v, u) for m, v, u, _ in rows] == want
+    assert {ts for *_, ts in rows} == {datetime(2025, 7, 28, 19, 28, 15, tzinfo=UTC)}
+
+    again = pipeline.ingest()
+    assert again.is_completed()
+    assert again.result()["files_read"] == 0
+    assert pipeline.scalar("SELECT count(*) FROM biometric_events") == 420
+
+    # Lineage: every row's file is in the store and in the ledger, its load is a load record.
+    keys = {k for (k,) in pipeline.query("SELECT DISTINCT source_key FROM biometric_events")}
+    assert len(keys) == 60
+    assert keys <= set(pipeline.store.list_keys("raw/"))
+    orphans = pipeline.scalar(
+        "SELECT count(*) FROM biometric_events e LEFT JOIN biobridge.loads l USING (load_id) "
+        "WHERE l.load_id IS NULL"
+    )
+    assert orphans == 0
+    assert (
+        pipeline.scalar("SELECT count(*) FROM biobridge.landed_files WHERE state = 'loaded'") == 60
+    )
+
+
+def test_bad_records_are_quarantined_while_good_ones_load(pipeline: Pipeline) -> None:
+    bad_value = generic_body("u_bad_value", resting_heart_rate="fast")
+    assert pipeline.post("oura", bad_value).status_code == 202
+    no_stamp = dict(GENERIC, user_id="u_no_stamp")
+    del no_stamp["timestamp"]
+    assert pipeline.post("oura", orjson.dumps(no_stamp)).status_code == 202
+    hae = json.loads((EXAMPLES / "apple_health_auto_export.json").read_text())
+    del hae["data"]["metrics"][1]["data"][0]["date"]  # resting_heart_rate's only sample
+    assert (
+        pipeline.post("apple_health", orjson.dumps(hae), **{"x-user-id": "u_hae"}).status_code
+        == 202
+    )
+    not_json = land_raw(pipeline, "garmin", b"{this is not json")
+
+    state = pipeline.ingest()
+    assert state.is_completed(), state.message
+
+    # The six good metrics of the bad-value file loaded; its bad one is quarantined by field.
+    assert (
+        pipeline.scalar("SELECT count(*) FROM biometric_events WHERE user_id = 'u_bad_value'") == 6
+    )
+    (field, reason) = pipeline.query(
+        "SELECT q.field, q.reason FROM biobridge.quarantine q JOIN biobridge.landed_files f "
+        "USING (object_key) WHERE f.state = 'loaded' AND q.found LIKE '%fast%'"
+    )[0]
+    assert "resting_heart_rate" in field and "resting_heart_rate" in reason
+
+    stamp = pipeline.query(
+        "SELECT f.state, q.field FROM biobridge.quarantine q JOIN biobridge.landed_files f "
+        "USING (object_key) WHERE q.raw_excerpt LIKE '%u_no_stamp%'"
+    )
+    assert stamp and stamp[0][0] == "quarantined" and "timestamp" in stamp[0][1]
+
+    hae_rows = pipeline.scalar("SELECT count(*) FROM biometric_events WHERE user_id = 'u_hae'")
+    assert hae_rows == 23  # 24 expected rows less the sample without a date
+    assert pipeline.query(
+        "SELECT field FROM biobridge.quarantine WHERE object_key IN "
+        "(SELECT object_key FROM biobridge.landed_files WHERE vendor = 'apple_health')"
+    )[0][0].endswith("date")
+
+    whole = pipeline.query(
+        "SELECT f.state, q.record_index, q.reason FROM biobridge.quarantine q "
+        "JOIN biobridge.landed_files f USING (object_key) WHERE object_key = $1",
+        (not_json,),
+    )
+    assert whole[0][0] == "quarantined" and whole[0][1] is None and "not valid JSON" in whole[0][2]
+
+    load = state.result()
+    assert load["files_quarantined"] == 2 and load["rows_quarantined"] == 4
+
+
+def test_run_report_artifact_says_what_was_rejected(pipeline: Pipeline) -> None:
+    from prefect.client.orchestration import get_client
+
+    assert pipeline.post("oura", generic_body("u_art", sleep_score=True)).status_code == 202
+    land_raw(pipeline, "oura", b"\x00\x01 not json")
+    state = pipeline.ingest()
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-reasons"]))
+        )
+    newest = max(arts, key=lambda a: a.created)
+    assert "sleep_score" in str(newest.data) and "<body>" in str(newest.data)
+
+
+def test_redelivery_with_corrected_values_latest_received_wins(pipeline: Pipeline) -> None:
+    assert pipeline.post("oura", generic_body("u_fix", readiness_score=50)).status_code == 202
+    assert pipeline.ingest().is_completed()
+    for _ in range(3):  # the vendor retries the old body
+        assert pipeline.post("oura", generic_body("u_fix", readiness_score=50)).status_code == 202
+    assert pipeline.post("oura", generic_body("u_fix", readiness_score=77)).status_code == 202
+    state = pipeline.ingest()
+    assert state.is_completed()
+    assert pipeline.query(
+        "SELECT value FROM biometric_events WHERE user_id = 'u_fix' "
+        "AND metric_type = 'readiness_score'"
+    ) == [(77.0,)]
+    assert pipeline.scalar("SELECT count(*) FROM biometric_events WHERE user_id = 'u_fix'") == 7
+
+
+def test_postgres_lost_mid_run_fails_loudly_then_loads_everything_once(
+    pipeline: Pipeline, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import batch, runtime
+
+    for i in range(5):
+        assert pipeline.post("oura", generic_body(f"u_outage_{i}")).status_code == 202
+    host_port = pg_url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    with TcpProxy(host, int(port)) as proxy:
+        monkeypatch.setenv(
+            "BIOBRIDGE_DATABASE_URL", pg_url.replace(host_port, f"127.0.0.1:{proxy.port}")
+        )
+        runtime.reset()
+        real_plan = batch.plan_batch
+
+        def plan_then_cut(*args: object, **kwargs: object) -> object:
+            plan = real_plan(*args, **kwargs)  # type: ignore[arg-type]
+            proxy.cut()  # Postgres goes away between the claim and the write
+            return plan
+
+        monkeypatch.setattr(batch, "plan_batch", plan_then_cut)
+        state = pipeline.ingest()
+        assert state.is_failed()
+        monkeypatch.setattr(batch, "plan_batch", real_plan)
+        assert pipeline.scalar("SELECT count(*) FROM biometric_events") == 0
+        assert (
+            pipeline.scalar("SELECT count(*) FROM biobridge.landed_files WHERE state <> 'pending'")
+            == 0
+        )
+
+        proxy.restore()
+        state = pipeline.ingest()
+        assert state.is_completed(), state.message
+    assert pipeline.scalar("SELECT count(*) FROM biometric_events") == 35
+    assert (
+        pipeline.scalar("SELECT count(*) FROM biobridge.landed_files WHERE state = 'loaded'") == 5
+    )
+
+
+def test_s3_landing_is_ingested_the_same_way(s3_pipeline: Pipeline) -> None:
+    for i in range(10):
+        assert s3_pipeline.post("apple_health", generic_body(f"s3_user_{i}")).status_code == 202
+    state = s3_pipeline.ingest()
+    assert state.is_completed(), state.message
+    assert s3_pipeline.scalar("SELECT count(*) FROM biometric_events") == 70
