@@ -24,7 +24,7 @@ _CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 _MAX_FORM_FIELDS = 1000
 
 
-@dataclass
+@dataclass(eq=False)
 class Rejection(Exception):
     """A request refused with a 4xx: `error` is a stable code, `detail` says what to fix."""
 
@@ -74,7 +74,7 @@ async def read_body(request: Request, *, max_bytes: int, timeout_s: float) -> by
     """The whole body, refused early when too large (413) or too slow (408)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise Rejection(400, "bad_content_length", "Content-Length must be a whole number")
         if int(declared) > max_bytes:
             raise _too_large(max_bytes)

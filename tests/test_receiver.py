@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +22,7 @@ from landing.keys import VENDORS, parse_key
 from landing.receiver import create_app
 from landing.settings import Settings
 from landing.store import ObjectStore
-from tests.helpers import EXAMPLES, count_objects, post_concurrently
+from tests.helpers import EXAMPLES, count_objects, free_port, post_concurrently
 
 LOGGER = "biobridge.receiver"
 GENERIC = (EXAMPLES / "generic_daily_readiness.json").read_bytes()
@@ -187,3 +191,35 @@ def test_health_readiness_and_openapi(client: httpx.Client, store: ObjectStore) 
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {"/webhooks/{vendor}", "/healthz", "/readyz"}
     assert count_objects(store) == 0
+
+
+def test_server_entry_point_serves_from_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BIOBRIDGE_LANDING_URL": (tmp_path / "landing").as_uri(),
+        "BIOBRIDGE_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "landing.server"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"{url}/readyz").status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.05)
+        r = httpx.post(f"{url}/webhooks/oura", content=GENERIC)
+        assert r.status_code == 202
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+
+    key = r.json()["object_key"]
+    assert (tmp_path / "landing" / key).read_bytes() == GENERIC
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [line["object_key"] for line in logged if line["path"] == "/webhooks/oura"] == [key]
