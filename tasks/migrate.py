@@ -82,6 +82,7 @@ def apply_migrations(target: str | Connection, *, folder: Path = MIGRATIONS_DIR)
     Takes a URL (connects and closes) or an open connection (its pending transaction is
     committed first). Concurrent callers on one database wait for each other on an advisory
     lock; each file is applied in its own transaction, so a failure leaves the earlier ones.
+    When nothing is pending it only reads `biobridge.schema_migrations`: no lock, no DDL.
 
     Raises:
         MigrationError: a file failed (rolled back), or an applied file has changed since.
@@ -99,15 +100,17 @@ def pending_migrations(conn: Connection, *, folder: Path = MIGRATIONS_DIR) -> li
     """
     migrations = discover_migrations(folder)
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('biobridge.schema_migrations') IS NOT NULL")
-        row = cur.fetchone()
-        applied = _applied(cur) if row is not None and row[0] else {}
+        applied = _applied_if_bootstrapped(cur)
     _check_unchanged(migrations, applied)
     return [m.file_name for m in migrations if m.version not in applied]
 
 
 def _apply(conn: Connection, migrations: list[Migration]) -> list[str]:
     conn.commit()
+    if not _any_pending(conn, migrations):
+        # Nothing to do: no lock, no DDL. A role with only SELECT on biobridge.schema_migrations
+        # (the loader of schemas/roles.sql) runs the flow's migrate step as this no-op.
+        return []
     with conn.cursor() as cur:
         started = time.monotonic()
         cur.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
@@ -118,6 +121,15 @@ def _apply(conn: Connection, migrations: list[Migration]) -> list[str]:
             return _apply_locked(conn, cur, migrations)
         finally:
             _unlock(conn, cur)
+
+
+def _any_pending(conn: Connection, migrations: list[Migration]) -> bool:
+    """Read-only pre-check; applied rows are committed, so "none pending" stays true."""
+    with conn.cursor() as cur:
+        applied = _applied_if_bootstrapped(cur)
+    conn.commit()
+    _check_unchanged(migrations, applied)
+    return any(m.version not in applied for m in migrations)
 
 
 def _apply_locked(conn: Connection, cur: Cursor, migrations: list[Migration]) -> list[str]:
@@ -174,6 +186,12 @@ def _apply_one(conn: Connection, cur: Cursor, migration: Migration) -> None:
 def _applied(cur: Cursor) -> dict[int, tuple[str, str]]:
     cur.execute("SELECT version, name, checksum FROM biobridge.schema_migrations")
     return {version: (name, checksum) for version, name, checksum in cur.fetchall()}
+
+
+def _applied_if_bootstrapped(cur: Cursor) -> dict[int, tuple[str, str]]:
+    cur.execute("SELECT to_regclass('biobridge.schema_migrations') IS NOT NULL")
+    row = cur.fetchone()
+    return _applied(cur) if row is not None and row[0] else {}
 
 
 def _check_unchanged(migrations: list[Migration], applied: dict[int, tuple[str, str]]) -> None:
