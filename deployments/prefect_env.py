@@ -16,6 +16,8 @@ def configure_prefect_env(data_dir: Path) -> None:
         "DO_NOT_TRACK": "1",
         "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui"),
         "PREFECT_LOGGING_LEVEL": "INFO",
+        # The temporary API takes ~15 s to start on a busy 2-core machine; 20 s is too tight.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "XDG_RUNTIME_DIR": str(home / "run"),
     }
     for name, value in defaults.items():

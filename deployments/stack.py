@@ -8,6 +8,7 @@ Prefect or Postgres), and the ingest deployment served on a schedule in this pro
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,8 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
     """Start everything and serve the scheduled ingest until interrupted."""
     settings = get_settings()
     configure_prefect_env(settings.data_dir)
+    # Until the runner takes over, SIGTERM stops us like Ctrl-C: the children are stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from tasks.migrate import apply_migrations
     from tasks.runtime import database_url
 
@@ -98,8 +101,8 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        try:
-            ingest.serve(name="scheduled", interval=every, pause_on_shutdown=False)
-        except KeyboardInterrupt:
-            pass
+        # Ctrl-C takes the same graceful path as SIGTERM: the runner cancels runs in flight
+        # (their files stay pending and load on the next start), then the children stop.
+        signal.signal(signal.SIGINT, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+        ingest.serve(name="scheduled", interval=every, pause_on_shutdown=False)
     return 0
