@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from starlette.types import ASGIApp
 
 from landing.receiver import create_app
@@ -209,3 +212,58 @@ def test_wrong_method_and_unknown_path_are_json(client: httpx.Client) -> None:
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
     missing = client.post("/nowhere", content=GENERIC)
     assert missing.status_code == 404 and missing.json()["status"] == "rejected"
+
+
+def test_body_limit_is_exact_with_and_without_content_length(
+    client: httpx.Client, store: ObjectStore
+) -> None:
+    at_limit = b'["' + b"a" * (LIMIT - 4) + b'"]'
+    over = b'["' + b"a" * (LIMIT - 3) + b'"]'
+
+    def chunked(body: bytes) -> Iterator[bytes]:
+        yield from (body[i : i + 4096] for i in range(0, len(body), 4096))
+
+    assert len(at_limit) == LIMIT
+    assert client.post("/webhooks/generic", content=at_limit).status_code == 202
+    assert client.post("/webhooks/generic", content=chunked(at_limit)).status_code == 202
+    assert client.post("/webhooks/generic", content=over).status_code == 413
+    assert client.post("/webhooks/generic", content=chunked(over)).status_code == 413
+    assert count_objects(store) == 2
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+def test_any_input_gets_202_and_lands_or_a_4xx_and_lands_nothing(
+    tmp_path: Path, settings: Settings, serve: Callable[[ASGIApp], str]
+) -> None:
+    store = open_store((tmp_path / "landing").as_uri(), settings)
+    client = httpx.Client(base_url=serve(create_app(settings, store)), timeout=10)
+
+    @hypothesis.settings(max_examples=150, deadline=None)
+    @hypothesis.given(
+        vendor=st.sampled_from(["oura", "withings", "apple_health", "nope"]),
+        content_type=st.sampled_from(
+            [None, "application/json", "application/x-www-form-urlencoded", "text/plain"]
+        ),
+        body=st.one_of(
+            st.binary(max_size=300),
+            st.text(max_size=300).map(str.encode),
+            JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        ),
+    )
+    def check(vendor: str, content_type: str | None, body: bytes) -> None:
+        before = count_objects(store)
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = client.post(f"/webhooks/{vendor}", content=body, headers=headers)
+        assert r.status_code in {202, 400, 404, 415}, r.text
+        assert count_objects(store) == before + (r.status_code == 202)
+        if r.status_code == 202:
+            assert store.get(r.json()["object_key"])[0] == body
+
+    with client:
+        check()
