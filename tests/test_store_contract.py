@@ -6,8 +6,8 @@ import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pytest
 
 from landing.keys import PROBE_PREFIX, new_key
@@ -109,12 +109,14 @@ def test_local_store_refuses_keys_outside_its_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "escape").exists()
 
 
-def test_s3_put_lands_body_and_metadata_in_one_object(bucket: str, settings: Settings) -> None:
+def test_s3_put_lands_body_and_metadata_in_one_object(
+    bucket: str, settings: Settings, s3_admin: Any
+) -> None:
     store = open_store(f"s3://{bucket}/some/prefix/", settings)
     key = new_key("whoop", T0)
     store.put(key, b'{"a":1}', meta_for(b'{"a":1}'))
 
-    head = boto3.client("s3").head_object(Bucket=bucket, Key=f"some/prefix/{key}")
+    head = s3_admin.head_object(Bucket=bucket, Key=f"some/prefix/{key}")
 
     assert list(head["Metadata"]) == ["biobridge-meta"]
     assert ObjectMeta.from_json(head["Metadata"]["biobridge-meta"]) == meta_for(b'{"a":1}')
