@@ -105,7 +105,7 @@ def format_verify(report: VerifyReport, *, limit: int) -> str:
         f"store objects: {report.objects_listed}; ledger: {states}; not yet discovered "
         f"(within the settle window): {report.undiscovered_recent}",
         f"loaded files checked: {report.files_checked} (rows_loaded {report.rows_loaded_ledger}, "
-        f"re-flattened {report.rows_reflattened}); measurements {report.keys_checked}: "
+        f"re-flattened {report.rows_reflattened}): "
         f"{report.keys_present} present, {report.keys_superseded} superseded by later "
         f"deliveries, {report.keys_lost} lost",
         f"rows without lineage: {report.rows_without_lineage}; rows without a load record: "

@@ -1,0 +1,168 @@
+"""The accounting check against real flow runs: clean after an ingest, and each loss named."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deployments.cli import main
+from landing.keys import new_key
+from landing.store import ObjectMeta
+from tasks.postgres import connect
+from tasks.verify import VerifyReport, verify
+from tests.pipeline import Pipeline
+from tests.test_ingest import generic_body, land_raw
+
+
+def run_verify(p: Pipeline, **kwargs: object) -> VerifyReport:
+    with connect(p.db_url) as conn:
+        return verify(conn, p.store, **kwargs)  # type: ignore[arg-type]
+
+
+def land_at(p: Pipeline, vendor: str, body: bytes, at: datetime) -> str:
+    """Put a body in the store as if the receiver had landed it at `at`."""
+    key = new_key(vendor, at)
+    meta = ObjectMeta(
+        received_at=at,
+        vendor=vendor,
+        content_type="application/json",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        delivery_id="test",
+        delivery_id_source="receiver",
+        signature_verified=False,
+    )
+    p.store.put(key, body, meta)
+    return key
+
+
+def execute(p: Pipeline, sql: str, params: tuple[object, ...] | None = None) -> list[tuple]:
+    """Run one statement and commit it (`Pipeline.query` does not commit)."""
+    with connect(p.db_url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = list(cur.fetchall()) if cur.description else []
+        conn.commit()
+    return rows
+
+
+def kinds(report: VerifyReport) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for d in report.discrepancies:
+        out.setdefault(d.kind, set()).add(d.key)
+    return out
+
+
+@pytest.fixture
+def loaded(pipeline: Pipeline) -> Pipeline:
+    """Five files loaded, one redelivered with a corrected value, one with a bad record, one
+    not JSON (quarantined); a legacy row of the old system."""
+    for i in range(5):
+        assert pipeline.post("oura", generic_body(f"u_{i}")).status_code == 202
+    assert (
+        pipeline.post("oura", generic_body("u_bad", resting_heart_rate="fast")).status_code == 202
+    )
+    land_raw(pipeline, "garmin", b"{not json")
+    assert pipeline.ingest().is_completed()
+    assert pipeline.post("oura", generic_body("u_0", readiness_score=99)).status_code == 202
+    assert pipeline.ingest().is_completed()
+    execute(
+        pipeline,
+        'INSERT INTO biometric_events (user_id, device_type, metric_type, value, "timestamp") '
+        "VALUES ('old_user', 'oura', 'hrv', 40, '2024-01-01T00:00:00Z')",
+    )
+    return pipeline
+
+
+def test_clean_ingest_verifies_with_superseded_and_legacy_rows_counted(loaded: Pipeline) -> None:
+    report = run_verify(loaded)
+    assert report.ok, [str(d) for d in report.discrepancies]
+    assert report.objects_listed == 8
+    assert report.ledger_states == {"loaded": 7, "quarantined": 1}
+    # 6 clean files x 7 rows, the bad-value file's 6; the redelivery replaced u_0's 7 rows.
+    assert report.files_checked == 7
+    assert report.rows_loaded_ledger == report.rows_reflattened == 48
+    assert (report.keys_present, report.keys_superseded, report.keys_lost) == (41, 7, 0)
+    assert report.legacy_rows == 1
+    assert report.duplicate_keys == 0
+
+    assert main(["verify"]) == 0
+    bounded = run_verify(loaded, received_from=datetime.now(UTC) - timedelta(hours=1))
+    assert bounded.ok and bounded.files_checked == 7 and bounded.legacy_rows is None
+    assert run_verify(loaded, vendors=["garmin"]).ledger_states == {"quarantined": 1}
+
+
+def test_deleted_row_is_a_missing_row_of_its_file(
+    loaded: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (key,) = execute(
+        loaded,
+        "DELETE FROM biometric_events WHERE id = (SELECT min(id) FROM biometric_events "
+        "WHERE user_id = 'u_3') RETURNING source_key",
+    )[0]
+    report = run_verify(loaded)
+    assert kinds(report) == {"missing_rows": {key}}
+    assert report.keys_lost == 1
+    assert "1 measurement(s)" in report.discrepancies[0].detail
+
+    capsys.readouterr()
+    assert main(["verify"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: 1 discrepancies (1 missing_rows)" in out and key in out
+
+
+def test_row_from_no_object_is_an_orphan(loaded: Pipeline) -> None:
+    fake = new_key("oura", datetime.now(UTC) - timedelta(minutes=1))
+    load_id = loaded.scalar("SELECT max(load_id) FROM biobridge.loads")
+    execute(
+        loaded,
+        'INSERT INTO biometric_events (user_id, device_type, metric_type, value, "timestamp", '
+        "received_at, source_key, load_id) VALUES ('ghost', 'oura', 'hrv', 1, now(), "
+        "now() - interval '1 minute', $1, $2)",
+        (fake, load_id),
+    )
+    report = run_verify(loaded)
+    assert kinds(report) == {"orphan_row": {fake}}
+    assert report.rows_without_lineage == 1
+
+
+def test_row_without_a_load_record_is_named(loaded: Pipeline) -> None:
+    (key,) = execute(
+        loaded,
+        "UPDATE biometric_events SET load_id = 999999 WHERE id = "
+        "(SELECT min(id) FROM biometric_events WHERE user_id = 'u_2') RETURNING source_key",
+    )[0]
+    assert kinds(run_verify(loaded)) == {"no_load_record": {key}}
+
+
+def test_object_missing_from_the_store_is_named(loaded: Pipeline) -> None:
+    key = loaded.scalar("SELECT source_key FROM biometric_events WHERE user_id = 'u_4' LIMIT 1")
+    loaded.store.delete(key)
+    report = run_verify(loaded)
+    assert kinds(report) == {"missing_object": {key}}
+    assert report.files_checked == 6  # its rows cannot be re-derived without the body
+
+
+def test_old_undiscovered_object_is_a_discrepancy_and_a_recent_one_is_not(
+    pipeline: Pipeline,
+) -> None:
+    now = datetime.now(UTC)
+    old = land_at(pipeline, "oura", generic_body("u_late"), now - timedelta(minutes=30))
+    land_at(pipeline, "oura", generic_body("u_new"), now - timedelta(minutes=1))
+    report = run_verify(pipeline)
+    assert kinds(report) == {"undiscovered": {old}}
+    assert report.undiscovered_recent == 1
+    assert report.undiscovered_oldest_age_s is not None
+    assert report.undiscovered_oldest_age_s >= 30 * 60
+    assert "not in the ledger" in report.discrepancies[0].detail
+
+
+def test_quarantined_file_without_an_open_entry_is_named(loaded: Pipeline) -> None:
+    key = loaded.scalar(
+        "SELECT object_key FROM biobridge.landed_files WHERE state = 'quarantined' LIMIT 1"
+    )
+    execute(
+        loaded, "UPDATE biobridge.quarantine SET replayed_at = now() WHERE object_key = $1", (key,)
+    )
+    assert kinds(run_verify(loaded)) == {"quarantine_missing": {key}}
