@@ -1,0 +1,202 @@
+"""Pipeline health for `biobridge health`: database, store, backlog and the last loads.
+
+Never raises for an unhealthy component: each part reports `ok` and an `error`, and `problems`
+lists what makes the whole unhealthy. Nothing here writes, except the store's probe object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import adbc_driver_manager
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from landing.keys import VENDORS, hour_prefixes, parse_key
+from landing.store import ObjectStore, StoreError
+from tasks.discover import get_cursor
+from tasks.errors import DatabaseError
+from tasks.health import database_health
+from tasks.ledger import Connection
+from tasks.postgres import connect, redact_text, with_connect_timeout
+
+# How far back the store is listed for objects discovery has not recorded yet, at most.
+LOOKBACK = timedelta(hours=24)
+
+
+class HealthSettings(BaseSettings):
+    """Thresholds of `biobridge health`, from `BIOBRIDGE_HEALTH_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BIOBRIDGE_HEALTH_", extra="ignore")
+
+    max_pending_age_s: int = Field(
+        default=900, gt=0, description="Unhealthy when a landed file waits longer than this."
+    )
+
+
+def pipeline_health(
+    url: str,
+    store: ObjectStore | Callable[[], ObjectStore],
+    *,
+    max_pending_age: timedelta,
+    vendors: Sequence[str] = VENDORS,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Check everything and return a JSON-ready report with `ok` and `problems`.
+
+    `store` may be a factory, so that a store that cannot even be opened is reported too.
+    """
+    now = now or datetime.now(UTC)
+    report: dict[str, Any] = {"checked_at": now.isoformat(), "problems": []}
+    problems: list[str] = report["problems"]
+
+    database = database_health(url)
+    report["database"] = database
+    if not database["ok"]:
+        problems.append(f"database: {database['error']}")
+
+    opened, store_report = _store_health(store)
+    report["store"] = store_report
+    if not store_report["ok"]:
+        problems.append(f"store: {store_report['error']}")
+
+    report["backlog"] = report["loads"] = None
+    if database["reachable"]:
+        try:
+            with connect(with_connect_timeout(url, 5)) as conn:
+                report["loads"] = _loads(conn)
+                report["backlog"] = _backlog(
+                    conn, opened if store_report["ok"] else None, vendors, now
+                )
+        except (DatabaseError, adbc_driver_manager.Error) as exc:
+            problems.append(f"database: {redact_text(str(exc), url)}")
+
+    backlog, loads = report["backlog"], report["loads"]
+    if backlog and backlog["oldest_age_s"] is not None:
+        if backlog["oldest_age_s"] > max_pending_age.total_seconds():
+            problems.append(
+                f"backlog: the oldest unloaded file ({backlog['oldest_key']}) was received "
+                f"{backlog['oldest_age_s'] / 60:.0f} min ago, more than the allowed "
+                f"{max_pending_age.total_seconds() / 60:.0f} min "
+                "(BIOBRIDGE_HEALTH_MAX_PENDING_AGE_S): is the scheduled ingest running?"
+            )
+    if loads and loads["last_finished_status"] == "failed":
+        failed = loads["last_failed"]
+        problems.append(f"loads: the last load ({failed['load_id']}) failed: {failed['error']}")
+    report["ok"] = not problems
+    return report
+
+
+def _store_health(
+    store: ObjectStore | Callable[[], ObjectStore],
+) -> tuple[ObjectStore | None, dict[str, Any]]:
+    report: dict[str, Any] = {"ok": False, "url": None, "error": None}
+    try:
+        opened = store() if callable(store) else store
+        report["url"] = opened.url
+        opened.probe()
+    except (StoreError, OSError, ValueError) as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        return None, report
+    report["ok"] = True
+    return opened, report
+
+
+def _loads(conn: Connection) -> dict[str, Any]:
+    """The last completed and the last failed load, and how the latest finished one ended."""
+    out: dict[str, Any] = {}
+    with conn.cursor() as cur:
+        for name, status in (("last_completed", "completed"), ("last_failed", "failed")):
+            cur.execute(
+                "SELECT load_id, finished_at, error FROM biobridge.loads WHERE status = $1 "
+                "ORDER BY finished_at DESC NULLS LAST, load_id DESC LIMIT 1",
+                (status,),
+            )
+            row = cur.fetchone()
+            out[name] = (
+                None
+                if row is None
+                else {"load_id": row[0], "finished_at": _iso(row[1]), "error": row[2]}
+            )
+        cur.execute(
+            "SELECT status FROM biobridge.loads WHERE finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC, load_id DESC LIMIT 1"
+        )
+        row = cur.fetchone()
+        out["last_finished_status"] = None if row is None else row[0]
+        cur.execute("SELECT count(*) FROM biobridge.loads WHERE status = 'running'")
+        out["running"] = int(cur.fetchone()[0])
+    conn.rollback()
+    return out
+
+
+def _backlog(
+    conn: Connection, store: ObjectStore | None, vendors: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """Pending ledger rows, plus landed objects of the recent partitions not yet discovered."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE state = 'pending'), "
+            "count(*) FILTER (WHERE state = 'deferred') FROM biobridge.landed_files"
+        )
+        pending, deferred = cur.fetchone()
+        cur.execute(
+            "SELECT object_key, received_at FROM biobridge.landed_files WHERE state = 'pending' "
+            "ORDER BY received_at, object_key LIMIT 1"
+        )
+        oldest = cur.fetchone()
+    conn.rollback()
+    report: dict[str, Any] = {
+        "pending": int(pending),
+        "deferred": int(deferred),
+        "undiscovered": None,
+        "oldest_key": None if oldest is None else oldest[0],
+        "oldest_received_at": None if oldest is None else _iso(oldest[1]),
+        "oldest_age_s": None if oldest is None else (now - oldest[1]).total_seconds(),
+    }
+    if store is None:
+        return report
+    undiscovered = 0
+    for vendor in vendors:
+        for key, received_at in _undiscovered(conn, store, vendor, now):
+            undiscovered += 1
+            age = (now - received_at).total_seconds()
+            if report["oldest_age_s"] is None or age > report["oldest_age_s"]:
+                report.update(
+                    oldest_key=key, oldest_received_at=_iso(received_at), oldest_age_s=age
+                )
+    report["undiscovered"] = undiscovered
+    return report
+
+
+def _undiscovered(
+    conn: Connection, store: ObjectStore, vendor: str, now: datetime
+) -> list[tuple[str, datetime]]:
+    """Landed objects of `vendor` since its cursor (LOOKBACK at most) not in the ledger."""
+    cursor = get_cursor(conn, vendor)
+    start = max(cursor or now - LOOKBACK, now - LOOKBACK)
+    listed: list[tuple[str, datetime]] = []
+    for prefix in hour_prefixes(vendor, start, now):
+        for key in store.list_keys(prefix):
+            try:
+                received_at = parse_key(key).received_at
+            except ValueError:
+                continue  # not a landed key: `biobridge verify` reports it
+            if start <= received_at:
+                listed.append((key, received_at))
+    if not listed:
+        return []
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT object_key FROM biobridge.landed_files WHERE vendor = $1 AND received_at >= $2",
+            (vendor, start),
+        )
+        known = {k for (k,) in cur.fetchall()}
+    conn.rollback()
+    return [(k, r) for k, r in listed if k not in known]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
