@@ -140,6 +140,20 @@ class _Receiver:
                 },
                 {"Retry-After": str(self.settings.retry_after_s)},
             )
+        late = (datetime.now(UTC) - received_at).total_seconds()
+        if late > self.settings.ack_deadline_s:
+            # Stored, but too late for the discovery window to be sure of seeing it: do not
+            # acknowledge; the vendor's retry lands a fresh copy (loading is idempotent).
+            log["error"] = "store_too_slow"
+            return _json(
+                503,
+                {
+                    "status": "unavailable",
+                    "error": "store_too_slow",
+                    "detail": f"the store took {late:.0f} s to confirm the write: retry later",
+                },
+                {"Retry-After": str(self.settings.retry_after_s)},
+            )
         log["object_key"] = key
         return _json(
             202,

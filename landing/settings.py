@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     probe_timeout_s: float = Field(
         default=10.0, gt=0, description="Deadline for the store probe behind /readyz."
     )
+    ack_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "A write that finishes later than this after receipt is answered 503, not 202, so "
+            "discovery (which re-lists twice this window) can never miss an acknowledged body."
+        ),
+    )
     ingest_interval_s: int = Field(
         default=60, ge=5, description="Seconds between scheduled ingest runs (`biobridge up`)."
     )

@@ -3,7 +3,7 @@
 Each vendor has a cursor, `listed_through`: every object received before it is in the ledger.
 A run lists the hour partitions from the cursor to now and then moves the cursor to
 `now - settle`. The receiver never acknowledges a body whose write finished later than its
-ack deadline (shorter than the settle window), so an acknowledged object that lands late is
+ack deadline (half the settle window), so an acknowledged object that lands late is
 still inside the window the next run lists: nothing is missed, and re-listed keys are ignored.
 """
 
@@ -17,8 +17,13 @@ from landing.keys import RAW_PREFIX, hour_prefixes
 from landing.store import ObjectStore
 from tasks.ledger import Connection, record_discovered
 
-SETTLE = timedelta(minutes=10)
 CHUNK = 20_000
+SETTLE = timedelta(minutes=10)  # settle_window() of the default 300 s ack deadline
+
+
+def settle_window(ack_deadline_s: float) -> timedelta:
+    """How far behind now a cursor stays: twice the receiver's ack deadline."""
+    return timedelta(seconds=2 * ack_deadline_s)
 
 
 def listing_plan(
@@ -70,6 +75,7 @@ def discover(
     vendors: Sequence[str],
     now: datetime | None = None,
     window: tuple[datetime | None, datetime | None] | None = None,
+    settle: timedelta = SETTLE,
 ) -> dict[str, int]:
     """Add unseen landed objects to the ledger; returns new keys per vendor.
 
@@ -90,5 +96,5 @@ def discover(
             new += record_discovered(conn, chunk)
         found[vendor] = new
         if window is None:
-            advance_cursor(conn, vendor, now - SETTLE)
+            advance_cursor(conn, vendor, now - settle)
     return found

@@ -13,9 +13,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
+from landing.settings import get_settings
 from tasks import ledger
 from tasks.batch import BatchSpec, process_batch
-from tasks.discover import discover
+from tasks.discover import discover, settle_window
 from tasks.load import LoadCounts
 from tasks.migrate import apply_migrations
 from tasks.postgres import connect
@@ -77,7 +78,8 @@ def discover_files(
 ) -> dict[str, int]:
     """List new objects in the landing store and add them to the ledger as pending."""
     with connect(database_url()) as conn:
-        found = discover(conn, landing_store(), vendors=vendors, window=window)
+        settle = settle_window(get_settings().ack_deadline_s)
+        found = discover(conn, landing_store(), vendors=vendors, window=window, settle=settle)
     get_run_logger().info("discovered %d new files: %s", sum(found.values()), found)
     return found
 
