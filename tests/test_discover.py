@@ -1,0 +1,68 @@
+"""Discovery lists only recent partitions, yet never misses an object that lands late."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from landing.keys import new_key
+from landing.store import ObjectMeta, ObjectStore, open_store
+from tasks.discover import SETTLE, discover, listing_plan
+from tasks.postgres import connect
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def land(store: ObjectStore, vendor: str, at: datetime) -> str:
+    body = b'{"user_id": "u", "timestamp": "2026-11-30T00:00:00Z", "data": {"steps": 1}}'
+    key = new_key(vendor, at)
+    store.put(
+        key,
+        body,
+        ObjectMeta(
+            received_at=at,
+            vendor=vendor,
+            content_type="application/json",
+            sha256=hashlib.sha256(body).hexdigest(),
+            size=len(body),
+            delivery_id="d",
+            delivery_id_source="receiver",
+            signature_verified=False,
+        ),
+    )
+    return key
+
+
+def test_listing_plan_covers_the_window_from_the_cursor() -> None:
+    plan = listing_plan("oura", start=T0 - timedelta(minutes=90), end=T0)
+    assert [p for p, _ in plan] == [
+        "raw/oura/dt=2026-11-30/hour=10/",
+        "raw/oura/dt=2026-11-30/hour=11/",
+        "raw/oura/dt=2026-11-30/hour=12/",
+    ]
+    assert plan[0][1] == "raw/oura/dt=2026-11-30/hour=10/20261130T103000000000Z"
+    assert listing_plan("oura", start=None, end=T0) == [("raw/oura/", None)]
+
+
+def test_late_landing_within_the_settle_window_is_found(pg_url: str, tmp_path: Path) -> None:
+    store = open_store((tmp_path / "landing").as_uri())
+    first = land(store, "garmin", T0 - timedelta(hours=30))
+    with connect(pg_url) as conn:
+        assert discover(conn, store, vendors=["garmin"], now=T0) == {"garmin": 1}
+        # Received before the cursor moved, but its write finished only now.
+        late = land(store, "garmin", T0 - SETTLE / 2)
+        fresh = land(store, "garmin", T0 + timedelta(minutes=1))
+        assert discover(conn, store, vendors=["garmin"], now=T0 + timedelta(minutes=2)) == {
+            "garmin": 2
+        }
+        # Behind the cursor and never listed: only a backfill (a full listing) finds it.
+        lost = land(store, "garmin", T0 - 2 * SETTLE)
+        assert discover(conn, store, vendors=["garmin"], now=T0 + timedelta(minutes=3)) == {
+            "garmin": 0
+        }
+        assert discover(conn, store, vendors=["garmin"], window=(None, None)) == {"garmin": 1}
+        with conn.cursor() as cur:
+            cur.execute("SELECT object_key FROM biobridge.landed_files ORDER BY 1")
+            keys = [k for (k,) in cur.fetchall()]
+    assert keys == sorted([first, late, fresh, lost])
