@@ -128,10 +128,10 @@ def cmd_health(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from tasks.errors import DatabaseError
-    from tasks.pipeline_health import HealthSettings, pipeline_health
+    from tasks.pipeline_health import pipeline_health
     from tasks.runtime import database_url, landing_store
 
-    max_age = args.max_pending_age or HealthSettings().max_pending_age_s
+    max_age = args.max_pending_age or get_settings().health_max_pending_age_s
     try:
         url = database_url()
     except DatabaseError as exc:  # the embedded server would not start; the message is redacted

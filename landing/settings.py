@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="First retry delay; doubles each retry, with jitter."
     )
 
+    health_max_pending_age_s: int = Field(
+        default=900, gt=0, description="`biobridge health` fails when a file waits longer."
+    )
+
     def landing_location(self) -> str:
         """The landing store's URL, defaulting to a folder under `data_dir`."""
         if self.landing_url:

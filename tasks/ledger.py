@@ -6,6 +6,7 @@ in the statements.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from landing.keys import parse_key
+from landing.keys import KeyParts, parse_key
 
 Connection = Any  # adbc_driver_manager.dbapi.Connection (untyped upstream)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,22 @@ def finish_load(
 
 def record_discovered(conn: Connection, keys: Sequence[str]) -> int:
     """Add keys to the ledger as pending (known ones are left alone); returns how many were new."""
-    if not keys:
+    parsed: list[tuple[str, KeyParts]] = []
+    strays: list[str] = []
+    for key in keys:
+        try:
+            parsed.append((key, parse_key(key)))
+        except ValueError:
+            strays.append(key)
+    if strays:
+        # Not written by our receiver: never loaded, never fatal; `biobridge verify` names them.
+        log.warning(
+            "ignoring %d objects whose keys are not landing keys, e.g. %s", len(strays), strays[:3]
+        )
+    if not parsed:
         return 0
-    parts = [parse_key(k) for k in keys]
+    keys = [k for k, _ in parsed]
+    parts = [p for _, p in parsed]
     table = pa.table(
         {
             "object_key": pa.array(list(keys), pa.string()),

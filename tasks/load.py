@@ -145,14 +145,16 @@ class LoadCounts:
 
 
 def dedupe_newest(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per measurement key: the newest delivery wins (ties: the greater source key).
+    """One row per measurement key: the newest delivery wins (then the greater source key, then
+    the later record of the file), so the choice never depends on the order rows arrive in.
 
     An upsert batch must not carry the same key twice, and sorting by the key makes concurrent
     loaders take row locks in the same order, so they cannot deadlock each other.
     """
-    return rows.sort(
-        [*KEY_COLUMNS, "received_at", "source_key"], descending=[False] * 4 + [True, True]
-    ).unique(subset=KEY_COLUMNS, keep="first", maintain_order=True)
+    order = [*KEY_COLUMNS, "received_at", "source_key", "record_index"]
+    return rows.sort(order, descending=[False] * 4 + [True] * 3).unique(
+        subset=KEY_COLUMNS, keep="first", maintain_order=True
+    )
 
 
 def write_batch(

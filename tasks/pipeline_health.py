@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import adbc_driver_manager
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from landing.keys import VENDORS, hour_prefixes, parse_key
 from landing.store import ObjectStore, StoreError
@@ -24,16 +22,6 @@ from tasks.postgres import connect, redact_text, with_connect_timeout
 
 # How far back the store is listed for objects discovery has not recorded yet, at most.
 LOOKBACK = timedelta(hours=24)
-
-
-class HealthSettings(BaseSettings):
-    """Thresholds of `biobridge health`, from `BIOBRIDGE_HEALTH_<FIELD>`."""
-
-    model_config = SettingsConfigDict(env_prefix="BIOBRIDGE_HEALTH_", extra="ignore")
-
-    max_pending_age_s: int = Field(
-        default=900, gt=0, description="Unhealthy when a landed file waits longer than this."
-    )
 
 
 def pipeline_health(

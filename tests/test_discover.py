@@ -66,3 +66,28 @@ def test_late_landing_within_the_settle_window_is_found(pg_url: str, tmp_path: P
             cur.execute("SELECT object_key FROM biobridge.landed_files ORDER BY 1")
             keys = [k for (k,) in cur.fetchall()]
     assert keys == sorted([first, late, fresh, lost])
+
+
+def test_a_stray_object_under_raw_is_ignored_not_fatal(pg_url: str, tmp_path: Path) -> None:
+    store = open_store((tmp_path / "landing").as_uri())
+    ours = land(store, "oura", T0)
+    body = b"{}"
+    store.put(
+        "raw/oura/dt=2026-11-30/hour=12/copied-by-hand.json",
+        body,
+        ObjectMeta(
+            received_at=T0,
+            vendor="oura",
+            content_type="application/json",
+            sha256=hashlib.sha256(body).hexdigest(),
+            size=2,
+            delivery_id="d",
+            delivery_id_source="receiver",
+            signature_verified=False,
+        ),
+    )
+    with connect(pg_url) as conn:
+        assert discover(conn, store, vendors=["oura"], window=(None, None)) == {"oura": 1}
+        with conn.cursor() as cur:
+            cur.execute("SELECT object_key FROM biobridge.landed_files")
+            assert cur.fetchall() == [(ours,)]
