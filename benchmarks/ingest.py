@@ -1,0 +1,538 @@
+"""End-to-end ingest throughput against the ceiling of a plain COPY, measured in the same run.
+
+    uv run python benchmarks/ingest.py [--files 20000] [--hr-share 0.1] [--hr-samples 360]
+        [--workers 2] [--batch-files 2000] [--database-url URL]
+
+What it does, in order:
+
+1. Creates a fresh database `bb_bench_<random>` on the server of `--database-url` (default: the
+   machine's Postgres) and migrates it, as a deployed database already is (the flow's own
+   migrate step is then a no-op). The database is dropped at the end, also on failure.
+2. Lands `--files` bodies in a temporary local landing folder, in the store's layout (keys from
+   `landing.keys.new_key`, `ObjectMeta` sidecars, read back with the real store): a share
+   `--hr-share` are Garmin push bodies (all daily fields plus `timeOffsetHeartRateSamples` of
+   `--hr-samples` samples), the rest generic-shape bodies (7 metrics) under `oura` and
+   `apple_health`. Received times are spread over the last 24 hours; no two rows share a key.
+3. Runs the production flow `flows.ingest.ingest(IngestParams(...))` in a fresh child process
+   (Prefect's ephemeral API, warmed up before the clock starts), timing the call: landed files
+   to committed rows. The child reports its peak RSS (the Postgres server is not counted), and
+   the busy time of each stage, summed over the `--workers` threads.
+4. Checks `SELECT count(*)` equals the flow's `rows_inserted` (and the rows the bodies hold), then
+   measures the ceiling: exactly those rows, already flattened, written as CSV and COPYed by
+   `psql \\copy` into `ceiling`, an empty `LIKE public.biometric_events INCLUDING ALL` copy
+   (same indexes). Only the COPY is timed. A CHECKPOINT precedes both timed phases.
+
+How to read it: `ratio` = ours rows/s / ceiling rows/s; 1.0 would mean that reading, parsing,
+flattening, validating, the ledger and the upsert cost nothing beyond writing the rows. Peak RSS
+should not grow with `--files` (batches are bounded); compare runs at 20,000 and 100,000 files.
+Stage times are thread-busy seconds, so with 2 workers they can add up to twice the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.csv as pa_csv
+
+from landing.keys import new_key
+from landing.local_store import META_SUFFIX
+from landing.store import ObjectMeta, open_store
+from tasks.migrate import apply_migrations
+from tasks.postgres import Connection, connect, redact_url, url_with_database
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "vendor_examples"
+GENERIC_VENDORS = ("oura", "apple_health")
+USERS = 1_000
+HR_INTERVAL_S = 15
+FIRST_DAY = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Example bodies from the vendor spec, and how many rows each kind of body yields."""
+
+    generic: dict[str, Any]
+    garmin_daily: dict[str, Any]
+    generic_rows: int
+    garmin_scalar_rows: int
+
+    @classmethod
+    def load(cls) -> Templates:
+        generic = json.loads((EXAMPLES / "generic_daily_readiness.json").read_text())
+        garmin = json.loads((EXAMPLES / "garmin_dailies.json").read_text())
+        expected = json.loads((EXAMPLES / "garmin_dailies.expected.json").read_text())
+        daily = garmin["dailies"][0]
+        scalar_rows = expected["row_count"] - len(daily["timeOffsetHeartRateSamples"])
+        return cls(generic, daily, len(generic["data"]), scalar_rows)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What was landed: file counts and the rows the bodies hold."""
+
+    files: int
+    garmin_files: int
+    expected_rows: int
+    bytes: int
+    seconds: float
+
+
+def generic_body(t: Templates, n: int) -> bytes:
+    """Generic shape, 7 metrics; file n is user n % USERS on day n // USERS (unique keys)."""
+    stamp = FIRST_DAY + timedelta(days=n // USERS, seconds=n % 86_400)
+    data = {**t.generic["data"], "readiness_score": 60 + n % 40, "resting_heart_rate": 45 + n % 20}
+    return orjson.dumps(
+        {
+            **t.generic,
+            "user_id": f"bench_user_{n % USERS:04d}",
+            "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "data": data,
+        }
+    )
+
+
+def garmin_body(t: Templates, n: int, samples: int) -> bytes:
+    """A dailies push with every daily field and `samples` heart-rate samples 15 s apart."""
+    start = int((FIRST_DAY + timedelta(days=n // USERS)).timestamp())
+    daily = {
+        **t.garmin_daily,
+        "userId": f"bench_garmin_{n % USERS:04d}",
+        "summaryId": f"bench-{n}",
+        "startTimeInSeconds": start,
+        "steps": 5_000 + n % 10_000,
+        "timeOffsetHeartRateSamples": {
+            str(HR_INTERVAL_S * i): 50 + (7 * i + n) % 100 for i in range(samples)
+        },
+    }
+    return orjson.dumps({"dailies": [daily]})
+
+
+def land_files(root: Path, *, files: int, hr_share: float, hr_samples: int) -> Landed:
+    """Write `files` objects into a local landing folder, in the layout `LocalStore` reads.
+
+    `LocalStore.put` fsyncs two files and their folder per object (~200 puts/s here): durability
+    is pointless for a throwaway folder, so this writes the same two files per key directly and
+    then reads a sample back through the real store to prove the layout.
+    """
+    started = time.perf_counter()
+    t = Templates.load()
+    store = open_store(root.as_uri())
+    garmin_total = round(files * hr_share)
+    span = timedelta(hours=24)
+    first_received = datetime.now(UTC) - span - timedelta(minutes=15)
+    made: set[Path] = set()
+    size = 0
+    sample: list[tuple[str, bytes, ObjectMeta]] = []
+    for i in range(files):
+        # Bresenham-style spread: Garmin files are evenly interleaved with generic ones.
+        is_garmin = (i + 1) * garmin_total // files > i * garmin_total // files
+        vendor = "garmin" if is_garmin else GENERIC_VENDORS[i % 2]
+        body = garmin_body(t, i, hr_samples) if is_garmin else generic_body(t, i)
+        received_at = first_received + span * (i / files)
+        key = new_key(vendor, received_at)
+        meta = ObjectMeta(
+            received_at=received_at,
+            vendor=vendor,
+            content_type="application/json",
+            sha256=hashlib.sha256(body).hexdigest(),
+            size=len(body),
+            delivery_id=f"bench-{i}",
+            delivery_id_source="receiver",
+            signature_verified=False,
+        )
+        path = root.joinpath(*key.split("/"))
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.with_name(path.name + META_SUFFIX).write_bytes(meta.to_json())
+        path.write_bytes(body)
+        size += len(body)
+        if i % max(1, files // 5) == 0:
+            sample.append((key, body, meta))
+    for key, body, meta in sample:
+        if store.get(key) != (body, meta):
+            raise RuntimeError(f"{key}: the store reads back other bytes or metadata")
+    expected = (files - garmin_total) * t.generic_rows + garmin_total * (
+        t.garmin_scalar_rows + hr_samples
+    )
+    return Landed(files, garmin_total, expected, size, time.perf_counter() - started)
+
+
+class StageClock:
+    """Busy seconds and calls per label, summed over threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def add(self, label: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[label] += seconds
+            self.calls[label] += 1
+
+    def wrap(self, label: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn`, timed under `label` (or under `label(*args)` when it is a function)."""
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                name = label(*args, **kwargs) if callable(label) else label
+                self.add(name, time.perf_counter() - started)
+
+        return timed
+
+
+_SQL_LABELS = (
+    ("WITH upserted", "write: upsert into biometric_events"),
+    ("UPDATE biobridge.landed_files AS f", "write: ledger update"),
+    ("INSERT INTO biobridge.quarantine", "write: quarantine insert"),
+    ("UPDATE biobridge.loads SET files_read", "write: load counts"),
+    ("SELECT object_key, vendor, received_at", "claim: SELECT ... FOR UPDATE SKIP LOCKED"),
+    ("INSERT INTO biobridge.landed_files", "discover: ledger insert"),
+)
+
+
+def _sql_label(_cursor: Any, operation: str, *_: Any, **__: Any) -> str:
+    text = operation.lstrip()
+    return next((label for start, label in _SQL_LABELS if text.startswith(start)), "other SQL")
+
+
+def instrument(clock: StageClock) -> None:
+    """Time the stages of `process_batch` and the SQL under them; behaviour is unchanged."""
+    from adbc_driver_manager import dbapi
+
+    from tasks import batch, steps
+
+    for name, label in (
+        ("claim_pending", "claim"),
+        ("fetch_objects", "read: fetch files"),
+        ("plan_batch", "plan: parse, flatten, validate, dedupe"),
+        ("write_batch", "write (total)"),
+    ):
+        setattr(batch, name, clock.wrap(label, getattr(batch, name)))
+    steps.discover = clock.wrap("discover (total)", steps.discover)  # type: ignore[attr-defined]
+    dbapi.Cursor.execute = clock.wrap(_sql_label, dbapi.Cursor.execute)  # type: ignore[method-assign]
+    dbapi.Cursor.adbc_ingest = clock.wrap(  # type: ignore[method-assign]
+        lambda _cur, table, *a, **k: f"COPY (adbc_ingest) into {table}",
+        dbapi.Cursor.adbc_ingest,
+    )
+    dbapi.Connection.commit = clock.wrap("commit", dbapi.Connection.commit)  # type: ignore[method-assign]
+
+
+def run_only(args: argparse.Namespace) -> None:
+    """Child: run the flow once, as production does, and write the measurements as JSON."""
+    work = Path(args.work)
+    os.environ.update(
+        {
+            "BIOBRIDGE_DATA_DIR": str(work / "data"),
+            "BIOBRIDGE_LANDING_URL": (work / "landing").as_uri(),
+            "BIOBRIDGE_DATABASE_URL": args.database_url,
+        }
+    )
+    from deployments.prefect_env import configure_prefect_env
+
+    configure_prefect_env(work / "data")
+    from prefect import flow
+
+    from flows.ingest import IngestParams, ingest
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> None:
+        """Start the ephemeral API before the clock does."""
+
+    warm_up()
+    clock = StageClock()
+    instrument(clock)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    load = ingest(IngestParams(batch_files=args.batch_files, workers=args.workers))
+    seconds = time.perf_counter() - started
+    result = {
+        "seconds": seconds,
+        "load": {k: v for k, v in load.items() if isinstance(v, int | str | None)},
+        "rss_before_kib": rss_before,
+        "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "stages": {k: [clock.seconds[k], clock.calls[k]] for k in clock.seconds},
+    }
+    Path(args.result).write_text(json.dumps(result, default=str))
+
+
+def run_child(args: argparse.Namespace, work: Path, db_url: str) -> dict[str, Any]:
+    """Run `run_only` in a fresh interpreter; its log goes to `work/ingest.log`."""
+    result = work / "result.json"
+    log = work / "ingest.log"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_run-only",
+        f"--work={work}",
+        f"--result={result}",
+        f"--batch-files={args.batch_files}",
+        f"--workers={args.workers}",
+        f"--database-url={db_url}",
+    ]
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    child_seconds = time.perf_counter() - started
+    if done.returncode != 0 or not result.exists():
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"the ingest child failed (exit {done.returncode}); log tail:\n{tail}")
+    return {**json.loads(result.read_text()), "child_seconds": child_seconds}
+
+
+def create_database(server_url: str) -> str:
+    """A new empty database with a random name; returns the name."""
+    name = f"bb_bench_{secrets.token_hex(4)}"
+    _admin(server_url, f"CREATE DATABASE {name}")
+    return name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _admin(server_url: str, statement: str) -> None:
+    with connect(server_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(statement)  # CREATE/DROP DATABASE refuse a transaction block
+
+
+def scalar(conn: Connection, sql: str) -> Any:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        row = cur.fetchone()
+    conn.commit()
+    return row[0] if row else None
+
+
+def checkpoint(db_url: str) -> None:
+    """Flush dirty pages so a timed phase does not pay for the previous one's writes."""
+    with connect(db_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("CHECKPOINT")
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    rows: int
+    seconds: float
+    export_seconds: float
+    csv_bytes: int
+
+
+def measure_ceiling(db_url: str, work: Path, *, psql: str) -> Ceiling:
+    """COPY the rows of biometric_events, as CSV, into an empty copy of the table; time the COPY."""
+    csv_path = work / "ceiling.csv"
+    started = time.perf_counter()
+    with closing(connect(db_url)) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'public.biometric_events'::regclass AND attnum > 0 "
+                "AND NOT attisdropped AND attname NOT IN ('id', 'created_at') ORDER BY attnum"
+            )
+            columns = cur.fetchall()
+            # ADBC reads jsonb as an extension type pyarrow's CSV writer refuses: read it as text.
+            select = ", ".join(
+                f'"{name}"::text AS "{name}"' if kind == "jsonb" else f'"{name}"'
+                for name, kind in columns
+            )
+            cur.execute(f"SELECT {select} FROM public.biometric_events")
+            reader = cur.fetch_record_batch()
+            with pa_csv.CSVWriter(csv_path, reader.schema) as writer:
+                for chunk in reader:
+                    writer.write_batch(chunk)
+            cur.execute("CREATE TABLE public.ceiling (LIKE public.biometric_events INCLUDING ALL)")
+        conn.commit()
+    export_seconds = time.perf_counter() - started
+    checkpoint(db_url)
+    names = ", ".join(f'"{name}"' for name, _ in columns)
+    copy = f"\\copy public.ceiling ({names}) FROM '{csv_path}' CSV HEADER"
+    started = time.perf_counter()
+    subprocess.run(
+        [psql, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--dbname", db_url, "-c", copy],
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    with closing(connect(db_url)) as conn:
+        rows = int(scalar(conn, "SELECT count(*) FROM public.ceiling"))
+    return Ceiling(rows, seconds, export_seconds, csv_path.stat().st_size)
+
+
+def report(
+    args: argparse.Namespace, landed: Landed, child: dict[str, Any], rows: int, ceiling: Ceiling
+) -> None:
+    ours = rows / child["seconds"]
+    top = rows / ceiling.seconds
+    mib = 1024
+    print(
+        f"landed {landed.files:,} files ({landed.garmin_files:,} Garmin with {args.hr_samples} "
+        f"HR samples, {landed.bytes / 2**20:,.0f} MiB) in {landed.seconds:.1f} s; "
+        f"workers={args.workers} batch_files={args.batch_files}"
+    )
+    print()
+    header = ("", "rows", "seconds", "rows/s", "ratio", "peak RSS MiB")
+    line = "{:<28} {:>11} {:>9} {:>11} {:>6} {:>13}"
+    print(line.format(*header))
+    print(
+        line.format(
+            "ours: ingest flow",
+            f"{rows:,}",
+            f"{child['seconds']:.2f}",
+            f"{ours:,.0f}",
+            f"{ours / top:.2f}",
+            f"{child['rss_peak_kib'] / mib:,.0f}",
+        )
+    )
+    print(
+        line.format(
+            "ceiling: psql \\copy (CSV)",
+            f"{ceiling.rows:,}",
+            f"{ceiling.seconds:.2f}",
+            f"{top:,.0f}",
+            "1.00",
+            "-",
+        )
+    )
+    print(
+        f"\nchild process {child['child_seconds']:.1f} s in all (imports, ephemeral API, "
+        f"warm-up, shutdown); its RSS before the flow {child['rss_before_kib'] / mib:,.0f} MiB;"
+        f" ceiling CSV {ceiling.csv_bytes / 2**20:,.0f} MiB exported in "
+        f"{ceiling.export_seconds:.1f} s (not timed)"
+    )
+    print(f"\nstage busy seconds (summed over threads; wall {child['seconds']:.2f} s):")
+    for label, (seconds, calls) in sorted(child["stages"].items(), key=lambda kv: -kv[1][0]):
+        print(f"  {label:<45} {seconds:8.2f} s {calls:6d} calls")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--files", type=int, default=20_000, help="landed files")
+    parser.add_argument("--hr-share", type=float, default=0.1, help="share of Garmin HR files")
+    parser.add_argument("--hr-samples", type=int, default=360, help="HR samples per Garmin file")
+    parser.add_argument("--workers", type=int, default=2, help="IngestParams.workers")
+    parser.add_argument("--batch-files", type=int, default=2000, help="IngestParams.batch_files")
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_SERVER_URL,
+        help="server to create the throwaway database on",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="where the landing folder, Prefect's home and the ceiling CSV go (tmpfs: file "
+        "creation on a busy disk would dominate generating the files)",
+    )
+    parser.add_argument("--_run-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.files < 1 or not 0 <= args.hr_share <= 1 or args.hr_samples < 0:
+        parser.error("expected --files >= 1, 0 <= --hr-share <= 1 and --hr-samples >= 0")
+    return args
+
+
+def _psql() -> str:
+    path = shutil.which("psql")
+    if path is None:
+        raise SystemExit("psql not found on PATH: the ceiling is measured with psql \\copy")
+    return path
+
+
+@dataclass
+class Run:
+    """The throwaway database and folder of one benchmark run."""
+
+    server_url: str
+    work: Path
+    database: str
+
+    @property
+    def db_url(self) -> str:
+        return url_with_database(self.server_url, self.database)
+
+
+@contextmanager
+def open_run(server_url: str, *, work_root: Path | None) -> Iterator[Run]:
+    """A fresh database and folder, dropped afterwards; on failure the flow log is kept."""
+    work = Path(tempfile.mkdtemp(prefix="bb-bench-", dir=work_root))
+    database = create_database(server_url)
+    try:
+        yield Run(server_url, work, database)
+    except BaseException:
+        log = work / "ingest.log"
+        if log.exists():
+            kept = Path(tempfile.gettempdir()) / f"{database}-ingest.log"
+            shutil.copy(log, kept)
+            print(f"flow log kept at {kept}", file=sys.stderr)
+        raise
+    finally:
+        drop_database(server_url, database)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    args = parse_args()
+    if args._run_only:
+        run_only(args)
+        return
+    psql = _psql()
+    with open_run(args.database_url, work_root=args.work_dir) as run:
+        print(f"database {run.database} on {redact_url(args.database_url)}, folder {run.work}")
+        apply_migrations(run.db_url)
+        landed = land_files(
+            run.work / "landing",
+            files=args.files,
+            hr_share=args.hr_share,
+            hr_samples=args.hr_samples,
+        )
+        checkpoint(run.db_url)
+        child = run_child(args, run.work, run.db_url)
+        load = child["load"]
+        with closing(connect(run.db_url)) as conn:
+            rows = int(scalar(conn, "SELECT count(*) FROM public.biometric_events"))
+        if rows != load["rows_inserted"] or rows != landed.expected_rows:
+            raise SystemExit(
+                f"row count mismatch: biometric_events has {rows:,} rows, the flow reported "
+                f"{load['rows_inserted']:,} inserted, the bodies hold {landed.expected_rows:,} "
+                f"(files read {load['files_read']}, quarantined {load['files_quarantined']}, "
+                f"records quarantined {load['rows_quarantined']})"
+            )
+        if load["files_read"] != landed.files:
+            raise SystemExit(f"the flow read {load['files_read']} of {landed.files} files")
+        ceiling = measure_ceiling(run.db_url, run.work, psql=psql)
+        if ceiling.rows != rows:
+            raise SystemExit(f"the ceiling COPY loaded {ceiling.rows:,} of {rows:,} rows")
+        report(args, landed, child, rows, ceiling)
+
+
+if __name__ == "__main__":
+    main()
