@@ -1,0 +1,1 @@
+"""Fault-injection tests (issue 4): kills, outages and flaky endpoints, each ending accounted."""
