@@ -40,6 +40,12 @@ class TcpProxy:
         """Close the listener and every proxied connection (both ends see a dead peer)."""
         with self._lock:
             if self._listener is not None:
+                # shutdown() wakes the thread blocked in accept(); close() alone leaves the port
+                # listening until that accept() returns, so restore() could not bind it again.
+                try:
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self._listener.close()
                 self._listener = None
             for s in self._conns:
