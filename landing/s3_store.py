@@ -63,7 +63,8 @@ class S3Store:
         self.prefix = prefix
         self.url = f"s3://{bucket}/{prefix}"
         config = Config(
-            retries={"mode": "adaptive", "max_attempts": settings.s3_max_attempts},
+            # total_max_attempts counts the first try; botocore's max_attempts counts retries only.
+            retries={"mode": "adaptive", "total_max_attempts": settings.s3_max_attempts},
             connect_timeout=settings.s3_connect_timeout_s,
             read_timeout=settings.s3_read_timeout_s,
             max_pool_connections=settings.s3_max_pool_connections,
@@ -114,10 +115,29 @@ class S3Store:
         with _mapped_errors(f"get {key!r} from {self.url}"):
             resp = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + key)
             body: bytes = resp["Body"].read()
+        if "ContentLength" not in resp:  # S3 always sends it: the headers were cut short
+            raise StoreUnavailable(f"cannot get {key!r} from {self.url}: incomplete response")
         raw_meta = resp.get("Metadata", {}).get(META_KEY)
         if raw_meta is None:
             raise StoreError(f"object {key!r} in {self.url} has no {META_KEY} metadata")
-        return body, ObjectMeta.from_json(raw_meta)
+        # A response cut short can still parse: http.client accepts headers ending at EOF, and
+        # without Content-Length the body is whatever arrived. Check the bytes against what the
+        # receiver recorded; a mismatch is a broken read, worth retrying.
+        try:
+            meta = ObjectMeta.from_json(raw_meta)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreUnavailable(
+                f"cannot get {key!r} from {self.url}: its metadata arrived unreadable "
+                f"({type(exc).__name__}: {exc}); the response was probably cut short"
+            ) from exc
+        digest = hashlib.sha256(body).hexdigest()
+        if (len(body), digest) != (meta.size, meta.sha256):
+            raise StoreUnavailable(
+                f"cannot get {key!r} from {self.url}: expected {meta.size} bytes with SHA-256 "
+                f"{meta.sha256}, received {len(body)} bytes with SHA-256 {digest}; the "
+                "response was probably cut short"
+            )
+        return body, meta
 
     def list_keys(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         """Keys under `prefix` in lexical (UTF-8 byte) order, as S3 lists them."""
@@ -126,6 +146,8 @@ class S3Store:
             kwargs["StartAfter"] = self.prefix + start_after
         with _mapped_errors(f"list {prefix!r} in {self.url}"):
             for page in self._s3.get_paginator("list_objects_v2").paginate(**kwargs):
+                if "IsTruncated" not in page:  # S3 always sends it: an empty body parsed as {}
+                    raise StoreUnavailable(f"cannot list {prefix!r} in {self.url}: incomplete page")
                 for obj in page.get("Contents", []):
                     yield obj["Key"][len(self.prefix) :]
 
@@ -156,3 +178,5 @@ def _mapped_errors(action: str) -> Iterator[None]:
         raise StoreUnavailable(f"cannot {action}: {exc}") from exc
     except BotoCoreError as exc:
         raise StoreError(f"cannot {action}: {exc}") from exc
+    except ValueError as exc:  # botocore parsing a header cut short (a date, a length)
+        raise StoreUnavailable(f"cannot {action}: unreadable response ({exc})") from exc
