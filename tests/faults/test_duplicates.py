@@ -1,0 +1,83 @@
+"""Issue 4.5: duplicate and out-of-order deliveries. One row per measurement; the delivery
+received last wins, whatever order the files are loaded in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.faults.helpers import ROWS_PER_GENERIC_FILE, assert_accounted, land_at
+from tests.pipeline import Pipeline
+from tests.test_ingest import generic_body
+
+pytestmark = pytest.mark.slow
+
+
+def rows_of(p: Pipeline, user: str) -> dict[str, tuple[float, str]]:
+    return {
+        metric: (value, key)
+        for metric, value, key in p.query(
+            "SELECT metric_type, value, source_key FROM biometric_events WHERE user_id = $1",
+            (user,),
+        )
+    }
+
+
+def test_same_webhook_delivered_20_times_is_one_row_per_measurement(pipeline: Pipeline) -> None:
+    keys = []
+    for _ in range(20):
+        r = pipeline.post("oura", generic_body("u_twenty"), **{"x-delivery-id": "dlv-twenty"})
+        assert r.status_code == 202
+        keys.append(r.json()["object_key"])
+    state = pipeline.ingest()
+    assert state.is_completed(), state.message
+    load = state.result()
+    assert (load["files_loaded"], load["rows_inserted"]) == (20, ROWS_PER_GENERIC_FILE)
+    rows = rows_of(pipeline, "u_twenty")
+    assert len(rows) == ROWS_PER_GENERIC_FILE
+    assert {key for _, key in rows.values()} == {max(keys)}  # the last received wins
+
+    # The vendor retries once more: still one row each, now naming the newest delivery.
+    again = pipeline.post("oura", generic_body("u_twenty"), **{"x-delivery-id": "dlv-twenty"})
+    assert pipeline.ingest().is_completed()
+    rows = rows_of(pipeline, "u_twenty")
+    assert len(rows) == ROWS_PER_GENERIC_FILE
+    assert {key for _, key in rows.values()} == {again.json()["object_key"]}
+    assert_accounted(pipeline)
+
+
+def test_correction_loaded_before_the_older_deliveries_still_wins(pipeline: Pipeline) -> None:
+    now = datetime.now(UTC)
+    original, corrected = now - timedelta(hours=5), now - timedelta(hours=2)
+    fixed = land_at(pipeline.store, "oura", generic_body("u_late", readiness_score=77), corrected)
+    state = pipeline.ingest()  # the first scheduled run lists everything, then keeps a cursor
+    assert state.is_completed(), state.message
+    assert rows_of(pipeline, "u_late")["readiness_score"] == (77.0, fixed)
+
+    # The original and its 20 retries arrive in the store later, with older receipt times (a
+    # replicated bucket catching up): a scheduled run does not list 5 hours back, a backfill does.
+    for i in range(20):
+        land_at(
+            pipeline.store,
+            "oura",
+            generic_body("u_late", readiness_score=50),
+            original + timedelta(seconds=i),
+        )
+    scheduled = pipeline.ingest()
+    assert scheduled.is_completed() and scheduled.result()["files_read"] == 0
+    state = pipeline.ingest(
+        mode="backfill", received_from=now - timedelta(hours=6), received_until=now
+    )
+    assert state.is_completed(), state.message
+    load = state.result()
+    assert (load["files_loaded"], load["rows_inserted"], load["rows_updated"]) == (20, 0, 0)
+    assert load["rows_unchanged"] == ROWS_PER_GENERIC_FILE  # deduplicated in the batch first
+
+    rows = rows_of(pipeline, "u_late")
+    assert len(rows) == ROWS_PER_GENERIC_FILE
+    assert rows["readiness_score"] == (77.0, fixed)
+    assert {key for _, key in rows.values()} == {fixed}
+    assert pipeline.scalar("SELECT count(*) FROM biobridge.landed_files") == 21
+    report = assert_accounted(pipeline)
+    assert report.keys_superseded == 20 * ROWS_PER_GENERIC_FILE
