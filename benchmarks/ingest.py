@@ -232,7 +232,8 @@ def instrument(clock: StageClock) -> None:
         ("claim_pending", "claim"),
         ("fetch_objects", "read: fetch files"),
         ("plan_batch", "plan: parse, flatten, validate, dedupe"),
-        ("write_batch", "write (total)"),
+        ("stage_batch", "stage: COPY into temp tables"),
+        ("apply_batch", "apply: upsert, quarantine, ledger, commit (serialised)"),
     ):
         setattr(batch, name, clock.wrap(label, getattr(batch, name)))
     steps.discover = clock.wrap("discover (total)", steps.discover)  # type: ignore[attr-defined]

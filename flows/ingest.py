@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field, model_validator
@@ -104,14 +105,19 @@ def ingest(params: IngestParams | None = None) -> dict[str, object]:
             received_from=params.received_from,
             received_until=params.received_until,
         )
-        while True:
-            futures = [load_batch.submit(load_id=load_id, spec=spec) for _ in range(params.workers)]
-            results = [f.result() for f in futures]
-            done = [r for r in results if r is not None]
-            for r in done:
-                counts.add(r)
-            if not done:
-                break
+        # A sliding window, not lock-step rounds: as soon as one batch commits the next is
+        # claimed, so one worker reads and flattens while the other's upsert keeps Postgres busy.
+        in_flight = [load_batch.submit(load_id=load_id, spec=spec) for _ in range(params.workers)]
+        try:
+            while in_flight:
+                finished = next(as_completed(in_flight))
+                in_flight.remove(finished)
+                result = finished.result()
+                if result is not None:
+                    counts.add(result)
+                    in_flight.append(load_batch.submit(load_id=load_id, spec=spec))
+        finally:
+            wait(in_flight)  # never close the load record while a batch may still commit
     except BaseException as exc:
         load = close_load(
             load_id=load_id,

@@ -39,6 +39,9 @@ class LocalStore:
             raise ValueError(f"the local store root must be an absolute path, found {root}")
         self.root = root
         self.url = root.as_uri()
+        # Reads from a folder are CPU-bound under the GIL: threads only add switching (measured
+        # 116 us per object with one thread, 200 us with 16).
+        self.read_concurrency = 1
 
     @classmethod
     def from_url(cls, url: str) -> LocalStore:

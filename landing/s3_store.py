@@ -62,6 +62,7 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self.url = f"s3://{bucket}/{prefix}"
+        self.read_concurrency = 16  # GETs wait on the network; within the HTTP pool size
         config = Config(
             # total_max_attempts counts the first try; botocore's max_attempts counts retries only.
             retries={"mode": "adaptive", "total_max_attempts": settings.s3_max_attempts},

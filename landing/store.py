@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import orjson
+
 from landing.keys import PROBE_PREFIX
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ class ObjectMeta:
     @classmethod
     def from_json(cls, raw: bytes | str) -> ObjectMeta:
         """Parse what `to_json` wrote."""
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         d["received_at"] = datetime.fromisoformat(d["received_at"])
         return cls(**d)
 
@@ -69,6 +71,7 @@ class ObjectStore(Protocol):
     """Where raw webhook bodies land."""
 
     url: str  # where it points, safe to log (never credentials)
+    read_concurrency: int  # parallel gets worth issuing (S3: latency-bound; a folder: 1)
 
     def put(self, key: str, body: bytes, meta: ObjectMeta) -> None:
         """Store body and meta under key; durable when it returns. Raises StoreUnavailable."""

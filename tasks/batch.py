@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,14 +24,16 @@ from tasks.load import (
     QUARANTINE_SCHEMA,
     STAGE_SCHEMA,
     LoadCounts,
+    apply_batch,
     dedupe_newest,
-    write_batch,
+    stage_batch,
 )
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
 
 # Bodies that only point at data held by the vendor: nothing to flatten until a fetcher exists.
 DEFERRED_RESOURCES = frozenset({"notification", "ping"})
 log = logging.getLogger(__name__)
+_WRITE_LOCK = threading.Lock()
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -71,7 +74,7 @@ def reason_group(field: str, expected: str) -> str:
 def plan_batch(
     files: Sequence[LandedFile], *, load_id: int, now: datetime | None = None
 ) -> BatchPlan:
-    """Turn fetched files into the tables `write_batch` loads. Pure: no I/O."""
+    """Turn fetched files into the tables `stage_batch` and `apply_batch` load. Pure: no I/O."""
     now = now or datetime.now(UTC)
     counts = LoadCounts(files_read=len(files))
     whole: list[_WholeFile] = []
@@ -254,7 +257,7 @@ def _quarantine_row(
 
 
 def process_batch(
-    conn: Connection, store: ObjectStore, *, load_id: int, spec: BatchSpec, read_workers: int = 16
+    conn: Connection, store: ObjectStore, *, load_id: int, spec: BatchSpec
 ) -> LoadCounts | None:
     """Claim, read, plan and load one batch in one transaction; None when nothing is pending."""
     claimed = claim_pending(
@@ -267,13 +270,11 @@ def process_batch(
     if not claimed:
         conn.rollback()
         return None
-    files = fetch_objects(store, [c.key for c in claimed], workers=read_workers)
+    files = fetch_objects(store, [c.key for c in claimed])
     plan = plan_batch(files, load_id=load_id)
-    return write_batch(
-        conn,
-        load_id=load_id,
-        stage=plan.stage,
-        quarantine=plan.quarantine,
-        file_results=plan.file_results,
-        counts=plan.counts,
-    )
+    stage_batch(conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results)
+    # One upsert at a time per process: two at once contend on the same index pages and WAL
+    # (measured: 39 s of upsert time for 874k rows in parallel, 26 s one after the other), while
+    # reading, flattening and staging the next batch overlap the current write.
+    with _WRITE_LOCK:
+        return apply_batch(conn, load_id=load_id, counts=plan.counts)

@@ -157,39 +157,39 @@ def dedupe_newest(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_batch(
-    conn: Connection,
-    *,
-    load_id: int,
-    stage: pa.Table,
-    quarantine: pa.Table,
-    file_results: pa.Table,
-    counts: LoadCounts,
-) -> LoadCounts:
-    """Stage, upsert, quarantine and move the ledger in the caller's open transaction, then commit.
+def stage_batch(
+    conn: Connection, *, stage: pa.Table, quarantine: pa.Table, file_results: pa.Table
+) -> None:
+    """COPY the batch into this connection's temporary tables (no WAL, nothing shared yet)."""
+    with conn.cursor() as cur:
+        for name, table, schema in (
+            ("bb_stage", stage, STAGE_SCHEMA),
+            ("bb_quarantine", quarantine, QUARANTINE_SCHEMA),
+            ("bb_file_results", file_results, FILE_RESULT_SCHEMA),
+        ):
+            cur.adbc_ingest(name, table.cast(schema), mode="replace", temporary=True)
+        # Statistics for the temp table, so the ledger update probes the ledger's primary key
+        # instead of scanning the whole (growing) ledger once per batch.
+        cur.execute("ANALYZE pg_temp.bb_file_results")
 
-    `counts` carries the file-level numbers; the row numbers are filled in from what Postgres
-    reports, so the run's report never states more than was written.
+
+def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCounts:
+    """Upsert the staged rows, write quarantine entries, move the ledger, count; then commit.
+
+    Runs in the transaction that claimed the files. `counts` carries the file-level numbers; the
+    row numbers come from what Postgres reports, so a report never states more than was written.
     """
     with conn.cursor() as cur:
-        inserted = updated = 0
-        if stage.num_rows:
-            cur.adbc_ingest("bb_stage", stage.cast(STAGE_SCHEMA), mode="replace", temporary=True)
-            cur.execute(_UPSERT)
-            inserted, updated = cur.fetchone()
-        if quarantine.num_rows:
-            cur.adbc_ingest(
-                "bb_quarantine", quarantine.cast(QUARANTINE_SCHEMA), mode="replace", temporary=True
-            )
-            cur.execute(_QUARANTINE)
-        cur.adbc_ingest(
-            "bb_file_results", file_results.cast(FILE_RESULT_SCHEMA), mode="replace", temporary=True
-        )
+        cur.execute(_UPSERT)
+        inserted, updated = (int(n) for n in cur.fetchone())
+        cur.execute(_QUARANTINE)
         cur.execute(_LEDGER, (load_id,))
-        counts.rows_staged = stage.num_rows
-        counts.rows_inserted = int(inserted)
-        counts.rows_updated = int(updated)
-        counts.rows_unchanged = stage.num_rows - int(inserted) - int(updated)
+        cur.execute("SELECT count(*) FROM pg_temp.bb_stage")
+        (staged,) = cur.fetchone()
+        counts.rows_staged = int(staged)
+        counts.rows_inserted = inserted
+        counts.rows_updated = updated
+        counts.rows_unchanged = counts.rows_staged - inserted - updated
         cur.execute(
             _LOAD_COUNTS,
             (

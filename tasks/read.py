@@ -45,9 +45,7 @@ def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def fetch_objects(
-    store: ObjectStore, keys: Sequence[str], *, workers: int = 16
-) -> list[LandedFile]:
+def fetch_objects(store: ObjectStore, keys: Sequence[str]) -> list[LandedFile]:
     """Fetch keys concurrently, in order. A missing object is a bug in the ledger: fail loudly.
 
     StoreUnavailable propagates so the caller's retry policy can back off and try again.
@@ -60,9 +58,10 @@ def fetch_objects(
             raise ObjectNotFound(f"{key}: in the ledger but not in the store ({exc})") from exc
         return LandedFile(key=key, body=body, meta=meta)
 
-    if len(keys) <= 1 or workers <= 1:
+    workers = min(store.read_concurrency, len(keys))
+    if workers <= 1:
         return [one(k) for k in keys]
-    with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, keys))
 
 

@@ -181,7 +181,6 @@ def verify(
     vendors: Sequence[str] = VENDORS,
     grace: timedelta = DEFAULT_GRACE,
     now: datetime | None = None,
-    read_workers: int = 16,
     file_batch: int = FILE_BATCH,
 ) -> VerifyReport:
     """Check that the window's landed objects, ledger rows and loaded rows account for each other.
@@ -207,7 +206,7 @@ def verify(
         _stage_listing(conn, store, report, received_from=received_from, until=until)
         _check_undiscovered(conn, report, now=now, late=SETTLE + grace)
         _check_not_in_store(conn, report, window)
-        _check_loaded_rows(conn, store, report, window, now, read_workers, file_batch)
+        _check_loaded_rows(conn, store, report, window, now, file_batch)
         _check_row_lineage(conn, report, window, unbounded=unbounded, all_vendors=_all(vendors))
         _check_duplicates(conn, report)
         _check_quarantine(conn, report, window)
@@ -319,7 +318,6 @@ def _check_loaded_rows(
     report: VerifyReport,
     window: tuple[Any, ...],
     now: datetime,
-    read_workers: int,
     file_batch: int,
 ) -> None:
     tally = RowTally()
@@ -330,7 +328,7 @@ def _check_loaded_rows(
             page = [(k, None if n is None else int(n)) for k, n in cur.fetchall()]
         if not page:
             break
-        check_loaded_files(conn, store, page, now=now, read_workers=read_workers, tally=tally)
+        check_loaded_files(conn, store, page, now=now, tally=tally)
         last = page[-1][0]
     for name in (
         "files_checked",

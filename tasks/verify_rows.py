@@ -94,11 +94,10 @@ def check_loaded_files(
     files: Sequence[tuple[str, int | None]],
     *,
     now: datetime,
-    read_workers: int,
     tally: RowTally,
 ) -> None:
     """Check one batch of loaded files, `(object_key, ledger rows_loaded)`, into `tally`."""
-    landed = _fetch_readable(store, [key for key, _ in files], read_workers, tally)
+    landed = _fetch_readable(store, [key for key, _ in files], tally)
     if not landed:
         return
     plan = plan_batch(landed, load_id=0, now=now)
@@ -168,12 +167,10 @@ def _lost(key: str, outcome: str, count: int, example: str) -> tuple[str, str, s
     )
 
 
-def _fetch_readable(
-    store: ObjectStore, keys: list[str], workers: int, tally: RowTally
-) -> list[LandedFile]:
+def _fetch_readable(store: ObjectStore, keys: list[str], tally: RowTally) -> list[LandedFile]:
     """The batch's files; one that vanished or cannot be read becomes a problem, not a crash."""
     try:
-        return fetch_objects(store, keys, workers=workers)
+        return fetch_objects(store, keys)
     except StoreUnavailable:
         raise
     except StoreError:
@@ -181,7 +178,7 @@ def _fetch_readable(
     found: list[LandedFile] = []
     for key in keys:
         try:
-            found.extend(fetch_objects(store, [key], workers=1))
+            found.extend(fetch_objects(store, [key]))
         except ObjectNotFound:
             tally.problems.append(
                 ("missing_object", key, "loaded in the ledger but gone from the store")
