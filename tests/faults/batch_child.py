@@ -58,23 +58,25 @@ def install(point: str, armed: Armed) -> None:
     if point == "read":
         real_fetch = batch_module.fetch_objects
 
-        def fetch(store: Any, keys: Any, *, workers: int = 16) -> Any:
+        def fetch(store: Any, keys: Any, *args: Any, **kwargs: Any) -> Any:
             if not armed.now:
-                return real_fetch(store, keys, workers=workers)
+                return real_fetch(store, keys, *args, **kwargs)
             count, lock, half = [0], threading.Lock(), max(1, len(keys) // 2)
-            real_get = store.get
 
             class Dying:
-                url = store.url
+                """The real store, except that the read after half the batch never returns."""
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(store, name)
 
                 def get(self, key: str) -> Any:
                     with lock:
                         count[0] += 1
                         if count[0] > half:
                             die()
-                    return real_get(key)
+                    return store.get(key)
 
-            return real_fetch(Dying(), keys, workers=workers)
+            return real_fetch(Dying(), keys, *args, **kwargs)
 
         batch_module.fetch_objects = fetch
         return
