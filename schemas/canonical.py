@@ -40,6 +40,8 @@ TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
 LATEST_REPRESENTABLE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 """Build no instant past this: Pandera renders failure cases as Python datetimes, which end
 here, and a later stamp crashes the check instead of failing it."""
+EARLIEST_REPRESENTABLE = datetime(1, 1, 2, tzinfo=UTC)
+"""Nor before this (a negative epoch such as -2**40 s is year -32873): same reason."""
 
 CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String(),
@@ -92,6 +94,12 @@ class CanonicalRow(pa.DataFrameModel):
     @classmethod
     def _user_id_not_blank(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col(data.key).str.strip_chars().str.len_chars() > 0)
+
+    @pa.check("user_id", name="no_nul")
+    @classmethod
+    def _user_id_no_nul(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        # Postgres text refuses NUL: one such row would fail the COPY of its whole batch.
+        return data.lazyframe.select(~pl.col(data.key).str.contains("\x00", literal=True))
 
     @pa.check("value", name="finite")
     @classmethod

@@ -114,7 +114,9 @@ def plan_batch(
         )
 
     flat = _flatten_isolating_failures(inputs, files, whole)
-    counts.drift.update(flat.drift)
+    for field_path, seen in flat.drift.items():
+        # Drift keys are sender-chosen: they go to `loads.drift` (jsonb refuses \u0000).
+        counts.drift[excerpt(field_path)] += seen
 
     files_frame = pl.DataFrame(
         {

@@ -46,6 +46,8 @@ def finish_load(
     conn: Connection, load_id: int, *, status: str, error: str | None, drift: str
 ) -> dict[str, Any]:
     """Close the load record and return its final counts, as stored."""
+    if error is not None:
+        error = error.replace("\x00", "\\u0000")  # a message may quote a body: text refuses NUL
     with conn.cursor() as cur:
         cur.execute(
             "UPDATE biobridge.loads SET finished_at = now(), status = $2, error = $3, "

@@ -17,6 +17,7 @@ import polars as pl
 
 from schemas.canonical import (
     CANONICAL_SCHEMA,
+    EARLIEST_REPRESENTABLE,
     EARLIEST_TIMESTAMP,
     FUTURE_TOLERANCE,
     LATEST_REPRESENTABLE,
@@ -170,9 +171,10 @@ def epoch_seconds(seconds: pl.Expr) -> pl.Expr:
 
 
 def representable(stamp: pl.Expr) -> pl.Expr:
-    """`stamp`, or null past year 9999 (epoch ms read as s): such an instant cannot become a
-    Python datetime, so it must not reach a Pandera failure case or an issue."""
-    return pl.when(stamp <= LATEST_REPRESENTABLE).then(stamp)
+    """`stamp`, or null past year 9999 (epoch ms read as s) or before year 1 (a huge negative
+    epoch): such an instant cannot become a Python datetime, so it must not reach a Pandera
+    failure case or an issue."""
+    return pl.when(stamp.is_between(EARLIEST_REPRESENTABLE, LATEST_REPRESENTABLE)).then(stamp)
 
 
 def timestamps(stamps: list[Any]) -> pl.Series:
@@ -380,7 +382,9 @@ def _canonical_issue(row: dict[str, Any], column: str, check: str) -> Issue:
             f"{FUTURE_TOLERANCE.total_seconds() / 3600:g} h"
         )
         stamp = row["timestamp"]
-        found = "past year 9999" if stamp is None else f"{stamp:%Y-%m-%dT%H:%M:%S.%fZ}"
+        found = (
+            "before year 1 or past year 9999" if stamp is None else f"{stamp:%Y-%m-%dT%H:%M:%S.%fZ}"
+        )
         reason = (
             f"timestamp of {source}: expected {expected}, found {found}; the record is "
             "quarantined (a far-future or pre-1970 stamp is usually ms read as s or a wrong "
@@ -391,6 +395,7 @@ def _canonical_issue(row: dict[str, Any], column: str, check: str) -> Issue:
     expected = {
         "value": "a finite number after unit conversion",
         "unit": f"the catalogue unit of {row['metric_type']}",
+        "user_id": "a user id without NUL characters (Postgres text refuses them)",
     }.get(column, f"a value that passes {check}")
     reason = f"{source} ({column}): expected {expected}, found {found}; not loaded"
     return Issue(row["file_no"], row["record_index"], source, reason, expected, found)
