@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
@@ -22,7 +22,9 @@ from landing.keys import VENDORS
 from landing.settings import get_settings
 from tasks import steps
 from tasks.batch import BatchSpec
+from tasks.ledger import load_liveness
 from tasks.load import LoadCounts
+from tasks.runtime import database_url
 from tasks.version import code_version
 
 Vendor = Literal[
@@ -63,6 +65,32 @@ class IngestParams(BaseModel):
         return self
 
 
+def load_backlog(
+    load_batch: Task[..., LoadCounts | None],
+    *,
+    load_id: int,
+    spec: BatchSpec,
+    workers: int,
+    counts: LoadCounts,
+) -> None:
+    """Keep `workers` batches in flight until nothing is left to claim; add up their counts.
+
+    A sliding window, not lock-step rounds: as soon as one batch commits the next is claimed,
+    so one worker reads and flattens while the other's upsert keeps Postgres busy.
+    """
+    in_flight = [load_batch.submit(load_id=load_id, spec=spec) for _ in range(workers)]
+    try:
+        while in_flight:
+            finished = next(as_completed(in_flight))
+            in_flight.remove(finished)
+            result = finished.result()
+            if result is not None:
+                counts.add(result)
+                in_flight.append(load_batch.submit(load_id=load_id, spec=spec))
+    finally:
+        wait(in_flight)  # never close the load record while a batch may still commit
+
+
 @flow(name="ingest-landed-webhooks", log_prints=False)
 def ingest(params: IngestParams | None = None) -> dict[str, object]:
     """Load what the receiver landed; returns the load record as Postgres has it."""
@@ -83,66 +111,59 @@ def ingest(params: IngestParams | None = None) -> dict[str, object]:
     load_id = open_load(
         kind=params.mode, flow_run_id=flow_run.get_id(), code_version=code_version()
     )
-    counts = LoadCounts()
-    discovered = 0
-    window = (params.received_from, params.received_until)
-    try:
-        if params.mode == "replay":
-            requeue_files(
-                load_id=load_id,
-                vendors=params.vendors,
-                states=params.replay_states,
+    # While this connection holds the load's liveness lock, no other run takes the load for
+    # abandoned; if this process dies, the next run marks it failed.
+    with load_liveness(database_url(), load_id):
+        counts = LoadCounts()
+        discovered = 0
+        window = (params.received_from, params.received_until)
+        try:
+            if params.mode == "replay":
+                requeue_files(
+                    load_id=load_id,
+                    vendors=params.vendors,
+                    states=params.replay_states,
+                    received_from=params.received_from,
+                    received_until=params.received_until,
+                )
+            found = discover_files(
+                vendors=params.vendors, window=None if params.mode == "scheduled" else window
+            )
+            discovered = sum(found.values())
+            spec = BatchSpec(
+                limit=params.batch_files,
+                vendors=tuple(params.vendors),
                 received_from=params.received_from,
                 received_until=params.received_until,
             )
-        found = discover_files(
-            vendors=params.vendors, window=None if params.mode == "scheduled" else window
-        )
-        discovered = sum(found.values())
-        spec = BatchSpec(
-            limit=params.batch_files,
-            vendors=tuple(params.vendors),
-            received_from=params.received_from,
-            received_until=params.received_until,
-        )
-        # A sliding window, not lock-step rounds: as soon as one batch commits the next is
-        # claimed, so one worker reads and flattens while the other's upsert keeps Postgres busy.
-        in_flight = [load_batch.submit(load_id=load_id, spec=spec) for _ in range(params.workers)]
-        try:
-            while in_flight:
-                finished = next(as_completed(in_flight))
-                in_flight.remove(finished)
-                result = finished.result()
-                if result is not None:
-                    counts.add(result)
-                    in_flight.append(load_batch.submit(load_id=load_id, spec=spec))
-        finally:
-            wait(in_flight)  # never close the load record while a batch may still commit
-    except BaseException as exc:
+            load_backlog(
+                load_batch, load_id=load_id, spec=spec, workers=params.workers, counts=counts
+            )
+        except BaseException as exc:
+            load = close_load(
+                load_id=load_id,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                drift=json.dumps(dict(counts.drift)),
+            )
+            publish(load, counts, discovered)
+            logger.error("load %d failed after %d files: %s", load_id, counts.files_read, exc)
+            raise
         load = close_load(
-            load_id=load_id,
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            drift=json.dumps(dict(counts.drift)),
+            load_id=load_id, status="completed", error=None, drift=json.dumps(dict(counts.drift))
         )
         publish(load, counts, discovered)
-        logger.error("load %d failed after %d files: %s", load_id, counts.files_read, exc)
-        raise
-    load = close_load(
-        load_id=load_id, status="completed", error=None, drift=json.dumps(dict(counts.drift))
-    )
-    publish(load, counts, discovered)
-    logger.info(
-        "load %d: %d files read, %d loaded, %d quarantined, %d deferred; rows %d inserted, "
-        "%d updated, %d unchanged; %d records quarantined",
-        load_id,
-        load["files_read"],
-        load["files_loaded"],
-        load["files_quarantined"],
-        load["files_deferred"],
-        load["rows_inserted"],
-        load["rows_updated"],
-        load["rows_unchanged"],
-        load["rows_quarantined"],
-    )
-    return load
+        logger.info(
+            "load %d: %d files read, %d loaded, %d quarantined, %d deferred; rows %d inserted, "
+            "%d updated, %d unchanged; %d records quarantined",
+            load_id,
+            load["files_read"],
+            load["files_loaded"],
+            load["files_quarantined"],
+            load["files_deferred"],
+            load["rows_inserted"],
+            load["rows_updated"],
+            load["rows_unchanged"],
+            load["rows_quarantined"],
+        )
+        return load

@@ -7,7 +7,8 @@ in the statements.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,53 @@ class ClaimedFile:
     key: str
     vendor: str
     received_at: datetime
+
+
+# Advisory lock class of "this load's process is alive": (LOAD_LOCK_CLASS, load_id).
+LOAD_LOCK_CLASS = int.from_bytes(b"bbld", "big") & 0x7FFF_FFFF
+ABANDONED = (
+    "abandoned: the process running this load stopped before closing it (killed, or it lost "
+    "its database connection); the batches it committed stand, the rest stayed pending"
+)
+
+
+@contextmanager
+def load_liveness(url: str, load_id: int) -> Iterator[None]:
+    """Hold a session advisory lock for `load_id` while the run is alive.
+
+    If the process dies the lock goes with its connection, and the next run can tell that the
+    load record still marked 'running' belongs to nobody (see `close_abandoned_loads`).
+    """
+    from tasks.postgres import connect
+
+    with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock($1::int, $2::int)", (LOAD_LOCK_CLASS, load_id))
+        cur.fetchall()
+        yield
+
+
+def close_abandoned_loads(conn: Connection) -> int:
+    """Mark as failed every 'running' load whose process no longer holds its liveness lock."""
+    closed = 0
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT load_id FROM biobridge.loads WHERE status = 'running' "
+            "AND started_at < now() - interval '1 minute' ORDER BY load_id"
+        )
+        for (load_id,) in cur.fetchall():
+            cur.execute(
+                "SELECT pg_try_advisory_xact_lock($1::int, $2::int)", (LOAD_LOCK_CLASS, load_id)
+            )
+            (free,) = cur.fetchone()
+            if free:
+                cur.execute(
+                    "UPDATE biobridge.loads SET status = 'failed', finished_at = now(), "
+                    "error = $2 WHERE load_id = $1 AND status = 'running'",
+                    (load_id, ABANDONED),
+                )
+                closed += 1
+    conn.commit()
+    return closed
 
 
 def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_version: str) -> int:

@@ -44,6 +44,8 @@ def migrate_database() -> list[str]:
 def open_load(*, kind: str, flow_run_id: str | None, code_version: str) -> int:
     """Create this run's load record; every row it loads points back at it."""
     with connect(database_url()) as conn:
+        if closed := ledger.close_abandoned_loads(conn):
+            get_run_logger().warning("marked %d abandoned load records as failed", closed)
         return ledger.start_load(
             conn, flow_run_id=flow_run_id, kind=kind, code_version=code_version
         )

@@ -210,3 +210,27 @@ def test_s3_landing_is_ingested_the_same_way(s3_pipeline: Pipeline) -> None:
     state = s3_pipeline.ingest()
     assert state.is_completed(), state.message
     assert s3_pipeline.scalar("SELECT count(*) FROM biometric_events") == 70
+
+
+def test_a_dead_runs_load_record_is_closed_as_abandoned_a_live_one_is_not(
+    pipeline: Pipeline,
+) -> None:
+    from tasks.ledger import load_liveness
+    from tasks.postgres import connect
+
+    with connect(pipeline.db_url) as conn, conn.cursor() as cur:
+        for _ in range(2):
+            cur.execute(
+                "INSERT INTO biobridge.loads (kind, code_version, started_at) "
+                "VALUES ('scheduled', 'test', now() - interval '2 hours') RETURNING load_id"
+            )
+        cur.execute("SELECT load_id FROM biobridge.loads ORDER BY load_id")
+        dead, alive = (i for (i,) in cur.fetchall())
+        conn.commit()
+    with load_liveness(pipeline.db_url, alive):  # its process is still running
+        assert pipeline.ingest().is_completed()
+    rows = dict(pipeline.query("SELECT load_id, status FROM biobridge.loads WHERE load_id < 3"))
+    assert rows == {dead: "failed", alive: "running"}
+    assert "abandoned" in pipeline.scalar(
+        "SELECT error FROM biobridge.loads WHERE load_id = $1", (dead,)
+    )
