@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -56,6 +57,22 @@ class LocalStore:
         if not path.is_absolute() or not parts.path:
             raise ValueError(f"{LANDING_URL_VARIABLE} must name an absolute folder, found {path}")
         return cls(path)
+
+    def sweep_temp_files(self, *, older_than_s: float) -> int:
+        """Delete temp files a killed writer left behind (never visible as objects); count them.
+
+        Only files older than any write in flight can be (the receiver's ack deadline bounds it).
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for tmp in self.root.rglob(f".*{_TMP_SUFFIX}"):
+            try:
+                if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def put(self, key: str, body: bytes, meta: ObjectMeta) -> None:
         """Write metadata, then the body; durable when it returns. OSError → StoreUnavailable."""

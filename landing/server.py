@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from landing.local_store import LocalStore
 from landing.receiver import create_app
 from landing.settings import Settings, get_settings
 from landing.store import open_store
@@ -18,6 +19,10 @@ def serve(settings: Settings) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = open_store(settings.landing_location(), settings)
+    if isinstance(store, LocalStore):
+        swept = store.sweep_temp_files(older_than_s=2 * settings.ack_deadline_s)
+        if swept:
+            logger.info("removed %d temp files left by an interrupted receiver", swept)
     logger.info("receiver landing into %s on %s:%s", store.url, settings.host, settings.port)
     config = uvicorn.Config(
         create_app(settings, store),

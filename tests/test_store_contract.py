@@ -156,3 +156,22 @@ def test_open_store_rejects_bad_urls_naming_the_variable(url: str, settings: Set
     with pytest.raises(ValueError, match="BIOBRIDGE_LANDING_URL") as info:
         open_store(url, settings)
     assert "hunter2" not in str(info.value)
+
+
+def test_local_store_sweeps_only_old_temp_files(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from landing.local_store import LocalStore
+
+    store = LocalStore(tmp_path)
+    part = tmp_path / "raw" / "oura" / "dt=2026-11-30" / "hour=05"
+    part.mkdir(parents=True)
+    old = part / ".x.json.abc.tmp"
+    new = part / ".y.json.def.tmp"
+    for f in (old, new):
+        f.write_bytes(b"partial")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    assert store.sweep_temp_files(older_than_s=600) == 1
+    assert not old.exists() and new.exists()
