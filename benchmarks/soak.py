@@ -18,8 +18,8 @@ What it does:
    `biometric_events` must hold exactly 7 rows per sent body.
 
 Measured here (2 cores): N=20,000 posts in ~2.5 min (~140 deliveries/s with 4 clients, bound by
-the receiver's fsyncs) and takes ~3.5 min in all (207 s); 100,000 should take ~15 min (posting scales
-linearly, not measured). Logs of a failed soak stay in the work folder.
+the receiver's fsyncs) and takes ~3.5 min in all (207 s); 100,000 should take ~15 min
+(posting scales linearly; not measured). Logs of a failed soak stay in the work folder.
 """
 
 from __future__ import annotations
