@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from landing.store import ObjectStore
+from landing.keys import new_key
+from landing.store import ObjectMeta, ObjectStore
 
 EXAMPLES = Path(__file__).parent / "vendor_examples"
 
@@ -85,3 +88,29 @@ def post_concurrently(
             )
 
     return asyncio.run(post_all())
+
+
+def land(
+    store: ObjectStore,
+    vendor: str,
+    body: bytes,
+    *,
+    at: datetime | None = None,
+    ext: str = "json",
+    delivery_id: str = "test",
+) -> str:
+    """Put a body in the store as the receiver would have landed it at `at`; returns its key."""
+    at = at or datetime.now(UTC)
+    key = new_key(vendor, at, ext=ext)
+    meta = ObjectMeta(
+        received_at=at,
+        vendor=vendor,
+        content_type="application/json",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        delivery_id=delivery_id,
+        delivery_id_source="receiver",
+        signature_verified=False,
+    )
+    store.put(key, body, meta)
+    return key

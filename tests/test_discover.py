@@ -6,32 +6,17 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from landing.keys import new_key
 from landing.store import ObjectMeta, ObjectStore, open_store
 from tasks.discover import SETTLE, discover, listing_plan
 from tasks.postgres import connect
+from tests.helpers import land as land_body
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def land(store: ObjectStore, vendor: str, at: datetime) -> str:
     body = b'{"user_id": "u", "timestamp": "2026-11-30T00:00:00Z", "data": {"steps": 1}}'
-    key = new_key(vendor, at)
-    store.put(
-        key,
-        body,
-        ObjectMeta(
-            received_at=at,
-            vendor=vendor,
-            content_type="application/json",
-            sha256=hashlib.sha256(body).hexdigest(),
-            size=len(body),
-            delivery_id="d",
-            delivery_id_source="receiver",
-            signature_verified=False,
-        ),
-    )
-    return key
+    return land_body(store, vendor, body, at=at)
 
 
 def test_listing_plan_covers_the_window_from_the_cursor() -> None:

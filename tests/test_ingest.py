@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from landing.keys import new_key
-from landing.store import ObjectMeta
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, land
 from tests.pipeline import Pipeline
 from tests.tcp_proxy import TcpProxy
 
@@ -24,22 +22,7 @@ def generic_body(user: str, **data: object) -> bytes:
 
 def land_raw(p: Pipeline, vendor: str, body: bytes, *, ext: str = "json") -> str:
     """Put a body in the store directly, as a receiver of an older version might have."""
-    import hashlib
-
-    now = datetime.now(UTC)
-    key = new_key(vendor, now, ext=ext)
-    meta = ObjectMeta(
-        received_at=now,
-        vendor=vendor,
-        content_type="application/json",
-        sha256=hashlib.sha256(body).hexdigest(),
-        size=len(body),
-        delivery_id="test",
-        delivery_id_source="receiver",
-        signature_verified=False,
-    )
-    p.store.put(key, body, meta)
-    return key
+    return land(p.store, vendor, body, ext=ext)
 
 
 def test_old_system_scenario_loads_420_rows_once_with_lineage(pipeline: Pipeline) -> None:

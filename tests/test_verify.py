@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from deployments.cli import main
 from landing.keys import new_key
-from landing.store import ObjectMeta
 from tasks.postgres import connect
 from tasks.verify import VerifyReport, verify
+from tests.helpers import land
 from tests.pipeline import Pipeline
 from tests.test_ingest import generic_body, land_raw
 
@@ -23,19 +22,7 @@ def run_verify(p: Pipeline, **kwargs: object) -> VerifyReport:
 
 def land_at(p: Pipeline, vendor: str, body: bytes, at: datetime) -> str:
     """Put a body in the store as if the receiver had landed it at `at`."""
-    key = new_key(vendor, at)
-    meta = ObjectMeta(
-        received_at=at,
-        vendor=vendor,
-        content_type="application/json",
-        sha256=hashlib.sha256(body).hexdigest(),
-        size=len(body),
-        delivery_id="test",
-        delivery_id_source="receiver",
-        signature_verified=False,
-    )
-    p.store.put(key, body, meta)
-    return key
+    return land(p.store, vendor, body, at=at)
 
 
 def execute(p: Pipeline, sql: str, params: tuple[object, ...] | None = None) -> list[tuple]:

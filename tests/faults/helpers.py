@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -11,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from landing.keys import new_key
-from landing.store import ObjectMeta, ObjectStore
+from landing.store import ObjectStore
 from tasks.postgres import connect
 from tasks.verify import VerifyReport, verify
+from tests.helpers import land
 from tests.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,19 +24,7 @@ def land_at(
     store: ObjectStore, vendor: str, body: bytes, at: datetime, *, delivery_id: str = "test"
 ) -> str:
     """Put a body in the store as if the receiver had landed it at `at`; returns its key."""
-    key = new_key(vendor, at)
-    meta = ObjectMeta(
-        received_at=at,
-        vendor=vendor,
-        content_type="application/json",
-        sha256=hashlib.sha256(body).hexdigest(),
-        size=len(body),
-        delivery_id=delivery_id,
-        delivery_id_source="vendor",
-        signature_verified=False,
-    )
-    store.put(key, body, meta)
-    return key
+    return land(store, vendor, body, at=at, delivery_id=delivery_id)
 
 
 def child_env(**extra: str) -> dict[str, str]:
