@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 from starlette.types import ASGIApp
 
+from landing.receiver import create_app
 from landing.settings import Settings
 from landing.store import ObjectStore, open_store
 from tests.helpers import live_server
@@ -107,3 +109,16 @@ def serve() -> Iterator[Callable[[ASGIApp], str]]:
     """Start apps on live uvicorn servers for this test: `base_url = serve(app)`."""
     with ExitStack() as stack:
         yield lambda app: stack.enter_context(live_server(app))
+
+
+@pytest.fixture
+def url(store: ObjectStore, settings: Settings, serve: Callable[[ASGIApp], str]) -> str:
+    """A live receiver over `store` (both backends), as a base URL."""
+    return serve(create_app(settings, store))
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[httpx.Client]:
+    """An HTTP client of the live receiver."""
+    with httpx.Client(base_url=url, timeout=10) as c:
+        yield c

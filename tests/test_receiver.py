@@ -9,18 +9,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.types import ASGIApp
 
 from landing.keys import VENDORS, parse_key
-from landing.receiver import create_app
-from landing.settings import Settings
 from landing.store import ObjectStore
 from tests.helpers import EXAMPLES, count_objects, free_port, post_concurrently
 
@@ -44,17 +40,6 @@ SECRET_HEADERS = {
     "X-WHOOP-Signature": "sekrit-signature-b64",
     "X-Auth-Token": "sekrit-token",
 }
-
-
-@pytest.fixture
-def url(store: ObjectStore, settings: Settings, serve: Callable[[ASGIApp], str]) -> str:
-    return serve(create_app(settings, store))
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url, timeout=10) as c:
-        yield c
 
 
 def test_accepted_body_lands_byte_identical_with_metadata(

@@ -72,17 +72,6 @@ BAD_REQUESTS = {
 }
 
 
-@pytest.fixture
-def url(store: ObjectStore, settings: Settings, serve: Callable[[ASGIApp], str]) -> str:
-    return serve(create_app(settings, store))
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url, timeout=10) as c:
-        yield c
-
-
 def test_bad_requests_get_their_status_and_land_nothing(
     client: httpx.Client, store: ObjectStore
 ) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from landing.store import ObjectStore
 from tasks.postgres import connect
 from tasks.verify import VerifyReport, verify
-from tests.helpers import land
+from tests.helpers import free_port, land
 from tests.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +82,30 @@ def assert_accounted(p: Pipeline, *, store: ObjectStore | None = None) -> Verify
     read = p.scalar("SELECT coalesce(sum(files_read), 0) FROM biobridge.loads")
     assert read == files, f"load records count {read} files read, the ledger has {files}"
     return report
+
+
+@contextmanager
+def receiver_child(**env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`biobridge receiver` as a child process on a free port; killed on exit."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [python(), "-m", "deployments.cli", "receiver", "--port", str(port)],
+        env=child_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, what="the receiver to listen")
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.helpers import child_env, python, wait_for
-from tests.helpers import EXAMPLES, free_port
+from tests.faults.helpers import receiver_child
+from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -34,33 +34,13 @@ def rss_bytes(pid: int) -> int:
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [python(), "-m", "deployments.cli", "receiver", "--port", str(port)],
-        env=child_env(
-            BIOBRIDGE_LANDING_URL=(tmp_path / "landing").as_uri(),
-            BIOBRIDGE_DATA_DIR=str(tmp_path / "data"),
-            BIOBRIDGE_MAX_BODY_BYTES=str(LIMIT),
-            BIOBRIDGE_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, timeout=30, what="the receiver to listen")
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+    with receiver_child(
+        BIOBRIDGE_LANDING_URL=(tmp_path / "landing").as_uri(),
+        BIOBRIDGE_DATA_DIR=str(tmp_path / "data"),
+        BIOBRIDGE_MAX_BODY_BYTES=str(LIMIT),
+        BIOBRIDGE_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+    ) as child:
+        yield child
 
 
 def raw_post(port: int, head: bytes, body: bytes) -> bytes:

@@ -18,11 +18,8 @@ from landing.store import StoreError
 from tests.faults.helpers import (
     ROWS_PER_GENERIC_FILE,
     assert_accounted,
-    child_env,
-    python,
-    wait_for,
+    receiver_child,
 )
-from tests.helpers import free_port
 from tests.pipeline import Pipeline
 from tests.test_ingest import generic_body
 
@@ -36,28 +33,8 @@ THREADS = 16
 @pytest.fixture
 def receiver(pipeline: Pipeline) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`biobridge receiver` as a child process, landing in the pipeline's folder."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [python(), "-m", "deployments.cli", "receiver", "--port", str(port)],
-        env=child_env(BIOBRIDGE_LANDING_URL=pipeline.settings.landing_location()),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, timeout=30, what="the receiver to listen")
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+    with receiver_child(BIOBRIDGE_LANDING_URL=pipeline.settings.landing_location()) as child:
+        yield child
 
 
 def test_receiver_killed_under_load_acknowledged_bodies_are_whole_and_load_once(
