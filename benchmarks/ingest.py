@@ -61,7 +61,7 @@ from tasks.migrate import apply_migrations
 from tasks.postgres import Connection, connect, redact_url, url_with_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "vendor_examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "examples"
 GENERIC_VENDORS = ("oura", "apple_health")
 USERS = 1_000
 HR_INTERVAL_S = 15

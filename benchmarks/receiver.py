@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = (ROOT / "tests" / "vendor_examples" / "generic_daily_readiness.json").read_bytes()
+BODY = (ROOT / "deployments" / "examples" / "generic_daily_readiness.json").read_bytes()
 
 
 async def noop_app(scope, receive, send) -> None:

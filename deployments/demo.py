@@ -13,7 +13,7 @@ import httpx
 from deployments.prefect_env import configure_prefect_env
 from landing.settings import get_settings
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "vendor_examples"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 # What vendors really POST (fetched documents such as oura_sleep.json are not webhooks).
 POSTED_RESOURCES = {"generic", "push", "ping", "hae", "webhook", "notification", "notify"}
 

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from landing.keys import new_key
 from landing.store import ObjectMeta, ObjectStore
 
-EXAMPLES = Path(__file__).parent / "vendor_examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "examples"
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from tasks.flatten import (
 )
 from tasks.flatten.apple_health import UNIT_CONVERSIONS
 
-EXAMPLES = Path(__file__).parent / "vendor_examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "examples"
 FLATTENED_VENDORS = {"generic", "garmin", "apple_health"}
 
 

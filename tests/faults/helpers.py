@@ -21,7 +21,7 @@ from tests.helpers import free_port, land
 from tests.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS_PER_GENERIC_FILE = 7  # tests/vendor_examples/generic_daily_readiness.json flattens to 7
+ROWS_PER_GENERIC_FILE = 7  # deployments/examples/generic_daily_readiness.json flattens to 7
 
 
 def land_at(
