@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import Task, flow, get_run_logger
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
 from flows.report import publish
 from landing.keys import VENDORS
@@ -27,9 +27,19 @@ from tasks.load import LoadCounts
 from tasks.runtime import database_url
 from tasks.version import code_version
 
-Vendor = Literal[
-    "oura", "whoop", "garmin", "fitbit", "withings", "polar", "apple_health", "generic"
+
+def _known_vendor(name: str) -> str:
+    if name not in VENDORS:
+        raise ValueError(f"unknown vendor {name!r}: expected one of {', '.join(VENDORS)}")
+    return name
+
+
+Vendor = Annotated[
+    str,
+    AfterValidator(_known_vendor),
+    WithJsonSchema({"type": "string", "enum": list(VENDORS)}),
 ]
+"""A routed vendor (`landing.keys.VENDORS`), a drop-down in the Prefect UI."""
 FileState = Literal["loaded", "quarantined", "deferred"]
 
 

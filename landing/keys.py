@@ -12,19 +12,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from landing.vendors import REGISTRY
+
 RAW_PREFIX = "raw/"
 PROBE_PREFIX = "_probe/"
 
-VENDORS: tuple[str, ...] = (
-    "oura",
-    "whoop",
-    "garmin",
-    "fitbit",
-    "withings",
-    "polar",
-    "apple_health",
-    "generic",
-)
+VENDORS: tuple[str, ...] = tuple(REGISTRY)
+"""The routed vendors: the one list, from the vendor registry (`landing.vendors`)."""
 
 EXTENSIONS: tuple[str, ...] = ("json", "form")
 

@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from landing.store import ObjectStore
-from tasks.flatten import Flattened, FlattenInput, flatten_many, resource_of
+from tasks.flatten import Flattened, FlattenInput, flatten_many, is_pointer, resource_of
 from tasks.ledger import Connection, claim_pending
 from tasks.load import (
     FILE_RESULT_SCHEMA,
@@ -30,8 +30,6 @@ from tasks.load import (
 )
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
 
-# Bodies that only point at data held by the vendor: nothing to flatten until a fetcher exists.
-DEFERRED_RESOURCES = frozenset({"notification", "ping"})
 log = logging.getLogger(__name__)
 _WRITE_LOCK = threading.Lock()
 _INDEX = re.compile(r"\[\d+\]")
@@ -96,7 +94,7 @@ def plan_batch(
                 )
             )
             continue
-        if resource in DEFERRED_RESOURCES:
+        if is_pointer(f.meta.vendor, resource):
             deferred[no] = (
                 f"{f.meta.vendor} {resource}: points at data held by the vendor; fetching it "
                 "from the vendor's API is not implemented yet"

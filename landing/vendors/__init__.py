@@ -1,6 +1,8 @@
 """One module per vendor, all with the same names (see `common.Vendor`); REGISTRY maps routes.
 
-Adding a vendor: copy a module, give it its NAME, and list it here and in `landing.keys.VENDORS`.
+This registry is the one list of vendors: `landing.keys.VENDORS` is derived from it, and the
+registries of `schemas.vendors` and `tasks.flatten` are pinned to it by tests. Adding a vendor:
+copy a module, give it its NAME, and add one line below.
 """
 
 from __future__ import annotations
@@ -8,7 +10,16 @@ from __future__ import annotations
 from landing.vendors import apple_health, fitbit, garmin, generic, oura, polar, whoop, withings
 from landing.vendors.common import Payload, Vendor, Verification
 
-_MODULES: tuple[Vendor, ...] = (oura, whoop, garmin, fitbit, withings, polar, apple_health, generic)
+_MODULES: tuple[Vendor, ...] = (
+    oura,
+    whoop,
+    garmin,
+    fitbit,
+    withings,
+    polar,
+    apple_health,
+    generic,
+)
 
 REGISTRY: dict[str, Vendor] = {m.NAME: m for m in _MODULES}
 

@@ -17,6 +17,8 @@ import polars as pl
 
 from schemas.vendors.records import RecordFrame, ValueFrame
 
+NAME = "apple_health"
+
 DATE_EXPECTED = (
     "a 'yyyy-MM-dd HH:mm:ss Z' date (e.g. 2025-07-28 07:12:00 -0700) or a YYYY-MM-DD date"
 )

@@ -14,6 +14,8 @@ import polars as pl
 
 from schemas.vendors.records import RecordFrame, ValueFrame
 
+NAME = "garmin"
+
 STAMP_EXPECTED = "epoch seconds (UTC) as an integer"
 MAX_OFFSET_SECONDS = 31 * 86_400
 """A sample key is seconds after a summary's start; summaries span a day at most."""

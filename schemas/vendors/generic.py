@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from schemas.vendors.records import RecordFrame, ValueFrame
 
+NAME = "generic"
+
 TIMESTAMP_EXPECTED = "an ISO 8601 date-time with a UTC offset (or Z), a YYYY-MM-DD date, or epoch s"
 
 

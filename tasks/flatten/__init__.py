@@ -3,63 +3,45 @@
 Pure functions, no I/O. `flatten` is the public per-body contract; `flatten_many` is the batched
 form the ingest flow uses (one frame build and one validation per vendor group, not per file),
 returning rows with lineage, quarantine issues and schema drift. `resource_of` tells what a
-landed body is from its route, body and headers.
+landed body is from its route, body and headers. Each vendor is one module listed in `registry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import polars as pl
 
 from schemas.canonical import ROW_COLUMNS
-from tasks.flatten import apple_health, garmin, generic
-from tasks.flatten.common import Flattened, FlattenInput, Issue
-from tasks.flatten.resources import NOTIFICATION, UnrecognisedBody, resource_of
+from tasks.flatten.model import (
+    NOTIFICATION,
+    POINTER,
+    Flattened,
+    Flattener,
+    FlattenInput,
+    Issue,
+    UnrecognisedBody,
+    VendorFlatten,
+)
+from tasks.flatten.registry import FLATTENERS, REGISTRY, is_pointer, resource_of
 
 __all__ = [
     "FLATTENERS",
     "NOTIFICATION",
+    "POINTER",
+    "REGISTRY",
     "FlattenInput",
     "Flattened",
     "Issue",
     "UnrecognisedBody",
+    "VendorFlatten",
     "flatten",
     "flatten_many",
+    "is_pointer",
     "resource_of",
 ]
-
-Flattener = Callable[[Sequence[FlattenInput]], Flattened]
-
-
-def _no_rows(items: Sequence[FlattenInput]) -> Flattened:
-    """Pointers, pings and verification calls carry no data (spec rule 2)."""
-    return Flattened.empty()
-
-
-_POINTER_RESOURCES: tuple[tuple[str, str], ...] = (
-    *((vendor, NOTIFICATION) for vendor in ("oura", "whoop", "fitbit", "withings", "polar")),
-    # the names the spec's examples use for the same pointer bodies
-    ("oura", "webhook"),
-    ("whoop", "webhook"),
-    ("polar", "webhook"),
-    ("withings", "notify"),
-    ("garmin", "ping"),
-)
-
-FLATTENERS: Mapping[tuple[str, str], Flattener] = MappingProxyType(
-    {
-        ("generic", generic.RESOURCE): generic.flatten_batch,
-        ("oura", generic.RESOURCE): generic.flatten_batch,
-        ("apple_health", generic.RESOURCE): generic.flatten_batch,
-        ("garmin", "push"): garmin.flatten_batch,
-        ("apple_health", "hae"): apple_health.flatten_batch,
-        **dict.fromkeys(_POINTER_RESOURCES, _no_rows),
-    }
-)
-"""(vendor, resource) -> the batch flattener of that body kind."""
 
 
 def flatten(
@@ -75,14 +57,17 @@ def flatten(
 
 
 def flatten_many(items: Sequence[FlattenInput]) -> Flattened:
-    """Flatten a batch: group by flattener, build and validate each group's frames once."""
+    """Flatten a batch: group by flattener, build and validate each group's frames once.
+
+    Pointer bodies (POINTER resources) give no rows and no issues.
+    """
     groups: dict[Flattener, list[FlattenInput]] = {}
     unknown: list[Issue] = []
     for item in items:
-        flattener = FLATTENERS.get((item.vendor, item.resource))
-        if flattener is None:
+        key = (item.vendor, item.resource)
+        if key not in FLATTENERS:
             unknown.append(_unknown_kind(item))
-        else:
+        elif (flattener := FLATTENERS[key]) is not POINTER:
             groups.setdefault(flattener, []).append(item)
     parts = [flattener(group) for flattener, group in groups.items()]
     parts.append(Flattened(rows=Flattened.empty().rows, issues=unknown))

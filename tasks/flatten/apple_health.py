@@ -18,7 +18,10 @@ from schemas.vendors.apple_health import (
     HaeRecord,
     HaeValue,
 )
-from tasks.flatten.common import (
+from tasks.flatten import generic
+from tasks.flatten.columns import Batch
+from tasks.flatten.issues import file_issue, stamp_issue, value_issue
+from tasks.flatten.mapping import (
     F_TO_C,
     G_TO_KG,
     H_TO_S,
@@ -28,21 +31,15 @@ from tasks.flatten.common import (
     MI_TO_M,
     MIN_TO_S,
     SAME,
-    Batch,
     Conversion,
-    Flattened,
-    FlattenInput,
-    Issue,
     Target,
-    assemble,
-    excerpt,
-    file_issue,
     mapping_frame,
-    stamp_issue,
-    value_issue,
 )
+from tasks.flatten.model import Flattened, Flattener, FlattenInput, Issue
+from tasks.flatten.validate import assemble
+from tasks.flatten.values import excerpt
 
-DEVICE_TYPE = "apple_health"
+NAME = DEVICE_TYPE = "apple_health"
 USER_FIX = "set the X-User-Id header in Health Auto Export's REST API automation"
 
 FIELDS: Mapping[str, Mapping[str, str]] = MappingProxyType(
@@ -408,3 +405,21 @@ def _shape_issue(
     found_text = excerpt(found)
     reason = f"{field_name}: expected {expected}, found {found_text}; it was skipped"
     return Issue(item.file_no, record_index, field_name, reason, expected, found_text)
+
+
+EXPECTED = (
+    'a Health Auto Export body {"data": {"metrics": [...], "workouts": [...]}} or the generic shape'
+)
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {"hae": flatten_batch, generic.RESOURCE: generic.flatten_batch}
+)
+
+
+def detect(payload: Any, headers: Mapping[str, str]) -> str | None:
+    """``hae`` for a Health Auto Export body, ``generic`` for the generic shape."""
+    if type(payload) is not dict or type(payload.get("data")) is not dict:
+        return None
+    data = payload["data"]
+    if "metrics" in data or "workouts" in data:
+        return "hae"
+    return generic.RESOURCE if generic.is_generic_shape(payload) else "hae"

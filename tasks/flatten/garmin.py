@@ -21,23 +21,14 @@ from schemas.vendors.garmin import (
     GarminSummary,
     GarminValue,
 )
-from tasks.flatten.common import (
-    G_TO_KG,
-    Batch,
-    Flattened,
-    FlattenInput,
-    Issue,
-    Target,
-    assemble,
-    excerpt,
-    file_issue,
-    mapping_frame,
-    stamp_issue,
-    user_issue,
-    value_issue,
-)
+from tasks.flatten.columns import Batch
+from tasks.flatten.issues import file_issue, stamp_issue, user_issue, value_issue
+from tasks.flatten.mapping import G_TO_KG, Target, mapping_frame
+from tasks.flatten.model import POINTER, Flattened, Flattener, FlattenInput, Issue
+from tasks.flatten.validate import assemble
+from tasks.flatten.values import excerpt
 
-DEVICE_TYPE = "garmin"
+NAME = DEVICE_TYPE = "garmin"
 
 
 @dataclass(frozen=True)
@@ -399,3 +390,19 @@ def _add_samples(
         batch.issues.append(Issue(item.file_no, record_index, field_name, reason, expected, found))
         return
     batch.add_keyed(record, name, MAP_ID[(summary_type, name)], samples)
+
+
+EXPECTED = "an object of summary lists {<summaryType>: [...]} (push or ping)"
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {"push": flatten_batch, "ping": POINTER}
+)
+
+
+def detect(payload: Any, headers: Mapping[str, str]) -> str | None:
+    """``ping`` when every item carries a callbackURL, else ``push``; None when not lists."""
+    if type(payload) is not dict or not all(type(v) is list for v in payload.values()):
+        return None
+    items = [item for summaries in payload.values() for item in summaries]
+    if items and all(type(item) is dict and "callbackURL" in item for item in items):
+        return "ping"
+    return "push"

@@ -8,7 +8,7 @@ and, when the sender did not say (a body posted to /webhooks/generic), device_ty
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -17,20 +17,13 @@ import polars as pl
 from schemas.canonical import DEVICE_TYPES, GENERIC_DEVICE_TYPE
 from schemas.catalogue import CATALOGUE
 from schemas.vendors.generic import TIMESTAMP_EXPECTED, GenericEvent, GenericValue
-from tasks.flatten.common import (
-    Batch,
-    Flattened,
-    FlattenInput,
-    Issue,
-    Target,
-    assemble,
-    file_issue,
-    mapping_frame,
-    stamp_issue,
-    user_issue,
-    value_issue,
-)
+from tasks.flatten.columns import Batch
+from tasks.flatten.issues import file_issue, stamp_issue, user_issue, value_issue
+from tasks.flatten.mapping import Target, mapping_frame
+from tasks.flatten.model import Flattened, Flattener, FlattenInput, Issue
+from tasks.flatten.validate import assemble
 
+NAME = "generic"
 RESOURCE = "generic"
 NO_MAP_ID = -1
 
@@ -151,3 +144,19 @@ def _device_type(item: FlattenInput) -> Any:
     if item.vendor != "generic":
         return item.vendor
     return item.context.get("device_type") or GENERIC_DEVICE_TYPE
+
+
+EXPECTED = "the generic shape {user_id, timestamp, data: {...}}"
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType({RESOURCE: flatten_batch})
+
+
+def is_generic_shape(payload: Any, *, strict: bool = True) -> bool:
+    """An object with a `data` object (and, when strict, a user_id or timestamp beside it)."""
+    if type(payload) is not dict or type(payload.get("data")) is not dict:
+        return False
+    return not strict or "user_id" in payload or "timestamp" in payload
+
+
+def detect(payload: Any, headers: Mapping[str, str]) -> str | None:
+    """``generic`` for any object with a `data` object."""
+    return RESOURCE if is_generic_shape(payload, strict=False) else None
