@@ -57,8 +57,8 @@ import pyarrow.csv as pa_csv
 from landing.keys import new_key
 from landing.local_store import META_SUFFIX
 from landing.store import ObjectMeta, open_store
-from tasks.migrate import apply_migrations
-from tasks.postgres import Connection, connect, redact_url, url_with_database
+from warehouse.migrate import apply_migrations
+from warehouse.postgres import Connection, connect, redact_url, url_with_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "examples"
@@ -525,7 +525,7 @@ def main() -> None:
                 f"row count mismatch: biometric_events has {rows:,} rows, the flow reported "
                 f"{load['rows_inserted']:,} inserted, the bodies hold {landed.expected_rows:,} "
                 f"(files read {load['files_read']}, quarantined {load['files_quarantined']}, "
-                f"records quarantined {load['rows_quarantined']})"
+                f"records quarantined {load['records_quarantined']})"
             )
         if load["files_read"] != landed.files:
             raise SystemExit(f"the flow read {load['files_read']} of {landed.files} files")

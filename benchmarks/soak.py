@@ -13,7 +13,7 @@ What it does:
    with Postgres reached through a TCP proxy of this script, and injects faults at random
    (seeded): SIGKILL of an ingest child mid-run, every Postgres connection cut, SIGKILL of the
    receiver (restarted on the same port).
-4. At the end: a clean ingest (no proxy, no faults), then `tasks.verify.verify` must report no
+4. At the end: a clean ingest (no proxy, no faults), then `ops.verify.verify` must report no
    discrepancy, every acknowledged object key must be `loaded` in the ledger, and
    `biometric_events` must hold exactly 7 rows per sent body.
 
@@ -46,9 +46,9 @@ import httpx
 import orjson
 
 from landing.store import open_store
-from tasks.migrate import apply_migrations
-from tasks.postgres import connect, redact_url, url_with_database
-from tasks.verify import verify
+from ops.verify import verify
+from warehouse.migrate import apply_migrations
+from warehouse.postgres import connect, redact_url, url_with_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent

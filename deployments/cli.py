@@ -14,7 +14,7 @@ from landing.keys import VENDORS
 from landing.settings import get_settings
 
 if TYPE_CHECKING:
-    from tasks.verify import VerifyReport
+    from ops.api import VerifyReport
 
 
 def _instant(text: str) -> datetime:
@@ -36,10 +36,9 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the SQL migrations to the configured (or embedded) Postgres."""
-    from tasks.migrate import apply_migrations
-    from tasks.runtime import database_url
+    from ops.api import migrate
 
-    applied = apply_migrations(database_url())
+    applied = migrate()
     print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
     return 0
 
@@ -61,26 +60,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check that landed objects, the ledger and the loaded rows account for each other."""
-    from datetime import timedelta
+    from ops.api import OpsError, verify_accounting
 
-    from landing.store import StoreError
-    from tasks.errors import DatabaseError
-    from tasks.postgres import connect
-    from tasks.runtime import database_url, landing_store
-    from tasks.verify import verify
-
-    settings = get_settings()
     try:
-        with connect(database_url()) as conn:
-            report = verify(
-                conn,
-                landing_store(),
-                received_from=args.received_from,
-                received_until=args.received_until,
-                vendors=args.vendor or list(VENDORS),
-                grace=timedelta(seconds=2 * settings.ingest_interval_s),
-            )
-    except (DatabaseError, StoreError) as exc:
+        report = verify_accounting(
+            received_from=args.received_from,
+            received_until=args.received_until,
+            vendors=args.vendor or list(VENDORS),
+        )
+    except OpsError as exc:
         print(f"verify could not run: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -125,19 +113,9 @@ def format_verify(report: VerifyReport, *, limit: int) -> str:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Report database, store, backlog and last loads; exit 1 when something is wrong."""
-    from datetime import timedelta
+    from ops.api import check_health
 
-    from tasks.errors import DatabaseError
-    from tasks.pipeline_health import pipeline_health
-    from tasks.runtime import database_url, landing_store
-
-    max_age = args.max_pending_age or get_settings().health_max_pending_age_s
-    try:
-        url = database_url()
-    except DatabaseError as exc:  # the embedded server would not start; the message is redacted
-        report: dict[str, Any] = {"ok": False, "problems": [f"database: {exc}"]}
-    else:
-        report = pipeline_health(url, landing_store, max_pending_age=timedelta(seconds=max_age))
+    report = check_health(max_pending_age_s=args.max_pending_age)
     print(json.dumps(report, indent=2, default=str) if args.json else format_health(report))
     return 0 if report["ok"] else 1
 

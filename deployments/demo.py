@@ -104,15 +104,9 @@ def run_demo(*, receiver_url: str | None) -> int:
 
 def print_landed() -> None:
     """Rows in Postgres per device type and metric."""
-    from tasks.postgres import connect
-    from tasks.runtime import database_url
+    from ops.api import rows_per_metric
 
-    with connect(database_url()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT device_type, metric_type, unit, count(*) FROM public.biometric_events "
-            "GROUP BY 1, 2, 3 ORDER BY 1, 2"
-        )
-        rows = cur.fetchall()
+    rows = rows_per_metric()
     print(f"\n{'device_type':<14}{'metric_type':<40}{'unit':<10}rows")
     for device, metric, unit, n in rows:
         print(f"{device:<14}{metric:<40}{unit or '':<10}{n}")

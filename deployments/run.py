@@ -7,23 +7,15 @@ from datetime import datetime
 
 from deployments.prefect_env import configure_prefect_env
 from landing.settings import get_settings
+from schemas.loads import LOAD_TOTALS, LoadRecord
 
-SUMMARY_FIELDS = (
-    ("files read", "files_read"),
-    ("files loaded", "files_loaded"),
-    ("files quarantined", "files_quarantined"),
-    ("files deferred", "files_deferred"),
-    ("rows inserted", "rows_inserted"),
-    ("rows updated", "rows_updated"),
-    ("rows unchanged", "rows_unchanged"),
-    ("records quarantined", "rows_quarantined"),
-)
+SUMMARY_FIELDS = tuple((name.replace("_", " "), name) for name in LOAD_TOTALS)
 
 
-def format_load(load: dict[str, object]) -> str:
+def format_load(load: LoadRecord) -> str:
     """The load record as the lines `biobridge ingest` prints."""
     lines = [f"load {load['load_id']}: {load['status']}"]
-    lines += [f"  {label:<20} {load[key]}" for label, key in SUMMARY_FIELDS]
+    lines += [f"  {label:<20} {load[key]}" for label, key in SUMMARY_FIELDS]  # type: ignore[literal-required]
     if load.get("error"):
         lines.append(f"  error: {load['error']}")
     return "\n".join(lines)
@@ -45,7 +37,7 @@ def run_ingest(
 
     params = IngestParams(
         mode=mode,  # type: ignore[arg-type]
-        vendors=list(vendors),  # type: ignore[arg-type]
+        vendors=list(vendors),
         received_from=received_from,
         received_until=received_until,
         replay_states=list(replay_states),  # type: ignore[arg-type]

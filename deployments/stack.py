@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import ExitStack
 
 from deployments.prefect_env import configure_prefect_env
-from landing.settings import get_settings
+from tasks.settings import get_pipeline_settings
 
 
 def wait_http_ok(url: str, *, timeout_s: float, what: str, proc: subprocess.Popen[bytes]) -> None:
@@ -36,8 +36,11 @@ def wait_http_ok(url: str, *, timeout_s: float, what: str, proc: subprocess.Pope
     raise RuntimeError(f"{what} did not answer {url} within {timeout_s:.0f}s")
 
 
-def _spawn(stack: ExitStack, args: list[str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(args, env=os.environ.copy())  # noqa: S603 - fixed argv, no shell
+def _spawn(
+    stack: ExitStack, args: list[str], *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = os.environ.copy() if env is None else env
+    proc = subprocess.Popen(args, env=env)  # noqa: S603 - fixed argv, no shell
 
     def stop() -> None:
         if proc.poll() is None:
@@ -53,17 +56,18 @@ def _spawn(stack: ExitStack, args: list[str]) -> subprocess.Popen[bytes]:
 
 def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
     """Start everything and serve the scheduled ingest until interrupted."""
-    settings = get_settings()
+    settings = get_pipeline_settings()
     configure_prefect_env(settings.data_dir)
     # Until the runner takes over, SIGTERM stops us like Ctrl-C: the children are stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    from tasks.migrate import apply_migrations
-    from tasks.runtime import database_url
+    from ops.api import database_url, migrate
+    from tasks.settings import PIPELINE_ONLY_ENV
 
-    url = database_url()
-    apply_migrations(url)
-    # Flow runs and the receiver run in child processes: hand them the resolved database.
-    os.environ.setdefault("BIOBRIDGE_DATABASE_URL", url)
+    migrate()
+    # Flow runs run in child processes of the runner: hand them the resolved database. The
+    # receiver gets none of the pipeline's variables (it needs neither Postgres nor Prefect).
+    os.environ.setdefault("BIOBRIDGE_DATABASE_URL", database_url())
+    receiver_env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ONLY_ENV}
     api = f"http://127.0.0.1:{prefect_port}/api"
     with ExitStack() as stack:
         server = _spawn(
@@ -80,7 +84,9 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
                 str(prefect_port),
             ],
         )
-        receiver = _spawn(stack, [sys.executable, "-m", "deployments.cli", "receiver"])
+        receiver = _spawn(
+            stack, [sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env
+        )
         wait_http_ok(f"{api}/health", timeout_s=120, what="the Prefect server", proc=server)
         wait_http_ok(
             f"http://{settings.host}:{settings.port}/healthz",

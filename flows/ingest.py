@@ -14,18 +14,17 @@ from typing import Annotated, Literal
 from prefect import Task, flow, get_run_logger
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
-from prefect.tasks import exponential_backoff
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
 from flows.report import publish
+from flows.version import code_version
 from landing.keys import VENDORS
-from landing.settings import get_settings
-from tasks import steps
+from schemas.loads import LOAD_TOTALS, LoadCounts, LoadRecord
 from tasks.batch import BatchSpec
-from tasks.ledger import load_liveness
-from tasks.load import LoadCounts
 from tasks.runtime import database_url
-from tasks.version import code_version
+from tasks.settings import get_pipeline_settings
+from tasks.steps import IngestTasks, ingest_tasks
+from warehouse.ledger import load_liveness
 
 
 def _known_vendor(name: str) -> str:
@@ -62,7 +61,7 @@ class IngestParams(BaseModel):
         default=None, description="Backfill/replay: files received before this instant."
     )
     replay_states: list[FileState] = Field(
-        default_factory=lambda: ["quarantined"],
+        default_factory=lambda: list[FileState](["quarantined"]),
         description="Replay: which ledger states go back to pending.",
     )
     batch_files: int = Field(default=2000, ge=1, le=50_000, description="Files per transaction.")
@@ -102,23 +101,12 @@ def load_backlog(
 
 
 @flow(name="ingest-landed-webhooks", log_prints=False)
-def ingest(params: IngestParams | None = None) -> dict[str, object]:
+def ingest(params: IngestParams | None = None) -> LoadRecord:
     """Load what the receiver landed; returns the load record as Postgres has it."""
     params = params or IngestParams()
-    logger = get_run_logger()
-    settings = get_settings()
-    retrying = {
-        "retries": settings.io_retries,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_s),
-    }
-    migrate_database = steps.migrate_database.with_options(**retrying)
-    open_load = steps.open_load.with_options(**retrying)
-    requeue_files = steps.requeue_files.with_options(**retrying)
-    discover_files = steps.discover_files.with_options(**retrying)
-    load_batch = steps.load_batch.with_options(**retrying)
-    close_load = steps.close_load.with_options(**retrying)
-    migrate_database()
-    load_id = open_load(
+    steps = ingest_tasks(get_pipeline_settings())
+    steps.migrate_database()
+    load_id = steps.open_load(
         kind=params.mode, flow_run_id=flow_run.get_id(), code_version=code_version()
     )
     # While this connection holds the load's liveness lock, no other run takes the load for
@@ -126,20 +114,8 @@ def ingest(params: IngestParams | None = None) -> dict[str, object]:
     with load_liveness(database_url(), load_id):
         counts = LoadCounts()
         discovered = 0
-        window = (params.received_from, params.received_until)
         try:
-            if params.mode == "replay":
-                requeue_files(
-                    load_id=load_id,
-                    vendors=params.vendors,
-                    states=params.replay_states,
-                    received_from=params.received_from,
-                    received_until=params.received_until,
-                )
-            found = discover_files(
-                vendors=params.vendors, window=None if params.mode == "scheduled" else window
-            )
-            discovered = sum(found.values())
+            discovered = find_files(steps, params, load_id=load_id)
             spec = BatchSpec(
                 limit=params.batch_files,
                 vendors=tuple(params.vendors),
@@ -147,33 +123,51 @@ def ingest(params: IngestParams | None = None) -> dict[str, object]:
                 received_until=params.received_until,
             )
             load_backlog(
-                load_batch, load_id=load_id, spec=spec, workers=params.workers, counts=counts
+                steps.load_batch, load_id=load_id, spec=spec, workers=params.workers, counts=counts
             )
         except BaseException as exc:
-            load = close_load(
-                load_id=load_id,
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                drift=json.dumps(dict(counts.drift)),
-            )
-            publish(load, counts, discovered)
-            logger.error("load %d failed after %d files: %s", load_id, counts.files_read, exc)
+            close_and_report(steps, load_id, counts, discovered, error=exc)
             raise
-        load = close_load(
-            load_id=load_id, status="completed", error=None, drift=json.dumps(dict(counts.drift))
+        return close_and_report(steps, load_id, counts, discovered, error=None)
+
+
+def find_files(steps: IngestTasks, params: IngestParams, *, load_id: int) -> int:
+    """Requeue the window's files for a replay, then discover new ones; how many were new."""
+    if params.mode == "replay":
+        steps.requeue_files(
+            load_id=load_id,
+            vendors=params.vendors,
+            states=params.replay_states,
+            received_from=params.received_from,
+            received_until=params.received_until,
         )
-        publish(load, counts, discovered)
-        logger.info(
-            "load %d: %d files read, %d loaded, %d quarantined, %d deferred; rows %d inserted, "
-            "%d updated, %d unchanged; %d records quarantined",
-            load_id,
-            load["files_read"],
-            load["files_loaded"],
-            load["files_quarantined"],
-            load["files_deferred"],
-            load["rows_inserted"],
-            load["rows_updated"],
-            load["rows_unchanged"],
-            load["rows_quarantined"],
-        )
-        return load
+    window = (params.received_from, params.received_until)
+    found = steps.discover_files(
+        vendors=params.vendors, window=None if params.mode == "scheduled" else window
+    )
+    return sum(found.values())
+
+
+def close_and_report(
+    steps: IngestTasks,
+    load_id: int,
+    counts: LoadCounts,
+    discovered: int,
+    *,
+    error: BaseException | None,
+) -> LoadRecord:
+    """Close the load record (completed, or failed with `error`), publish and log the report."""
+    load = steps.close_load(
+        load_id=load_id,
+        status="completed" if error is None else "failed",
+        error=None if error is None else f"{type(error).__name__}: {error}",
+        drift=json.dumps(dict(counts.drift)),
+    )
+    publish(load, counts, discovered)
+    logger = get_run_logger()
+    if error is not None:
+        logger.error("load %d failed after %d files: %s", load_id, counts.files_read, error)
+    else:
+        totals = ", ".join(f"{name} {load[name]}" for name in LOAD_TOTALS)  # type: ignore[literal-required]
+        logger.info("load %d: %s", load_id, totals)
+    return load

@@ -6,10 +6,10 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.load import LoadCounts
+from schemas.loads import LoadCounts, LoadRecord
 
 
-def summary_rows(load: dict[str, Any], counts: LoadCounts, discovered: int) -> list[dict[str, Any]]:
+def summary_rows(load: LoadRecord, counts: LoadCounts, discovered: int) -> list[dict[str, Any]]:
     """The counts of a run as (measure, value) rows; file and row numbers come from Postgres."""
     return [
         {"measure": "load id", "value": load["load_id"]},
@@ -28,13 +28,13 @@ def summary_rows(load: dict[str, Any], counts: LoadCounts, discovered: int) -> l
         {"measure": "rows inserted", "value": load["rows_inserted"]},
         {"measure": "rows updated (newer delivery)", "value": load["rows_updated"]},
         {"measure": "rows unchanged (already loaded)", "value": load["rows_unchanged"]},
-        {"measure": "records quarantined", "value": load["rows_quarantined"]},
+        {"measure": "records quarantined", "value": load["records_quarantined"]},
         {"measure": "schema drift keys (not loaded)", "value": sum(counts.drift.values())},
         {"measure": "max lag receipt to load (s)", "value": round(counts.lag_seconds_max, 1)},
     ]
 
 
-def markdown_report(load: dict[str, Any], counts: LoadCounts, *, top: int = 10) -> str:
+def markdown_report(load: LoadRecord, counts: LoadCounts, *, top: int = 10) -> str:
     """Top quarantine reasons and drift keys, so the UI says why, not only how many."""
     lines = [f"# Load {load['load_id']}: {load['status']}", ""]
     if load.get("error"):
@@ -54,7 +54,7 @@ def markdown_report(load: dict[str, Any], counts: LoadCounts, *, top: int = 10) 
     return "\n".join(lines)
 
 
-def publish(load: dict[str, Any], counts: LoadCounts, discovered: int) -> None:
+def publish(load: LoadRecord, counts: LoadCounts, discovered: int) -> None:
     """Create the run's artifacts in Prefect (shown on the flow run page)."""
     create_table_artifact(
         key="ingest-summary",

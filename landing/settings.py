@@ -1,18 +1,22 @@
-"""The one settings object: every knob comes from the environment, read once at an entry point."""
+"""The receiver's and the object store's settings, read from the environment once at an entry point.
+
+The pipeline reads these too (it opens the same store) plus its own fields:
+`tasks.settings.PipelineSettings`. The receiver never sees the database URL.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
-    """Biobridge configuration. Every field is read from `BIOBRIDGE_<FIELD>` (see the README).
+    """Receiver and store configuration. Every field is read from `BIOBRIDGE_<FIELD>` (README).
 
     Secrets are `SecretStr`: they never appear in a repr, a log line or an error message.
     """
@@ -30,10 +34,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * MiB, gt=0, description="Largest webhook body.")
     host: str = Field(default="127.0.0.1", description="Receiver bind address.")
     port: int = Field(default=8000, ge=0, le=65535, description="Receiver port.")
-    database_url: SecretStr | None = Field(
-        default=None,
-        description="postgresql://... for the pipeline; unset: an embedded Postgres in data_dir.",
-    )
     s3_connect_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds to wait for a TCP connection to S3."
     )
@@ -62,19 +62,6 @@ class Settings(BaseSettings):
             "A write that finishes later than this after receipt is answered 503, not 202, so "
             "discovery (which re-lists twice this window) can never miss an acknowledged body."
         ),
-    )
-    ingest_interval_s: int = Field(
-        default=60, ge=5, description="Seconds between scheduled ingest runs (`biobridge up`)."
-    )
-    io_retries: int = Field(
-        default=4, ge=0, le=20, description="Retries of a pipeline step after a transient failure."
-    )
-    retry_backoff_s: float = Field(
-        default=2.0, gt=0, description="First retry delay; doubles each retry, with jitter."
-    )
-
-    health_max_pending_age_s: int = Field(
-        default=900, gt=0, description="`biobridge health` fails when a file waits longer."
     )
 
     def landing_location(self) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,21 +16,14 @@ import polars as pl
 import pyarrow as pa
 
 from landing.store import ObjectStore
-from tasks.flatten import Flattened, FlattenInput, flatten_many, is_pointer, resource_of
-from tasks.ledger import Connection, claim_pending
-from tasks.load import (
-    FILE_RESULT_SCHEMA,
-    QUARANTINE_SCHEMA,
-    STAGE_SCHEMA,
-    LoadCounts,
-    apply_batch,
-    dedupe_newest,
-    stage_batch,
-)
+from schemas.loads import LoadCounts
+from schemas.staging import FILE_RESULT, QUARANTINE_ENTRY, STAGED_ROW
+from tasks.flatten import Flattened, FlattenInput, Issue, flatten_many, is_pointer, resource_of
+from tasks.load import apply_batch, dedupe_newest, stage_batch
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
+from warehouse.ledger import Connection, claim_pending
 
 log = logging.getLogger(__name__)
-_WRITE_LOCK = threading.Lock()
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -75,33 +67,67 @@ def plan_batch(
     """Turn fetched files into the tables `stage_batch` and `apply_batch` load. Pure: no I/O."""
     now = now or datetime.now(UTC)
     counts = LoadCounts(files_read=len(files))
-    whole: list[_WholeFile] = []
-    deferred: dict[int, str] = {}
-    inputs: list[FlattenInput] = []
+    sorted_files = _classify(files)
+    flat = _flatten_isolating_failures(sorted_files.inputs, files, sorted_files.whole)
+    for field_path, seen in flat.drift.items():
+        # Drift keys are sender-chosen: they go to `loads.drift` (jsonb refuses \u0000).
+        counts.drift[excerpt(field_path)] += seen
+    rows = flat.rows.join(_files_frame(files), on="file_no", how="left")
+    rows_per_file: dict[int, int] = dict(rows.group_by("file_no").len().iter_rows())
+    issues: list[_WholeFile | Issue] = [*sorted_files.whole, *flat.issues]
+    q_rows, bad_records = _quarantine_rows(files, issues, load_id=load_id, counts=counts)
+    results = _file_results(
+        files,
+        rows_per_file=rows_per_file,
+        bad_records=bad_records,
+        deferred=sorted_files.deferred,
+        counts=counts,
+        now=now,
+    )
+    return BatchPlan(
+        stage=_staged_rows(rows, load_id=load_id).to_arrow().cast(STAGED_ROW),
+        quarantine=pa.Table.from_pylist(q_rows, schema=QUARANTINE_ENTRY),
+        file_results=pa.Table.from_pylist(results, schema=FILE_RESULT),
+        counts=counts,
+    )
+
+
+@dataclass
+class _Sorted:
+    """A batch's files by what happens to them: flattened, rejected whole, or deferred."""
+
+    inputs: list[FlattenInput]
+    whole: list[_WholeFile]
+    deferred: dict[int, str]
+
+
+def _classify(files: Sequence[LandedFile]) -> _Sorted:
+    """Parse each body and detect its resource: flatten it, reject it whole, or defer a pointer."""
+    out = _Sorted(inputs=[], whole=[], deferred={})
     for no, f in enumerate(files):
         payload = parse_body(f)
         if isinstance(payload, ParseFailure):
-            whole.append(
+            out.whole.append(
                 _WholeFile(no, payload.field, payload.reason, payload.expected, payload.found)
             )
             continue
         try:
             resource = resource_of(f.meta.vendor, payload, f.meta.headers)
         except ValueError as exc:
-            whole.append(
+            out.whole.append(
                 _WholeFile(
                     no, "<body>", f"{f.key}: {exc}", "a known payload shape", excerpt(f.body)
                 )
             )
             continue
         if is_pointer(f.meta.vendor, resource):
-            deferred[no] = (
+            out.deferred[no] = (
                 f"{f.meta.vendor} {resource}: points at data held by the vendor; fetching it "
                 "from the vendor's API is not implemented yet"
             )
             continue
         context = {**f.meta.context, "device_type": f.meta.vendor}
-        inputs.append(
+        out.inputs.append(
             FlattenInput(
                 file_no=no,
                 vendor=f.meta.vendor,
@@ -110,13 +136,12 @@ def plan_batch(
                 context=context,
             )
         )
+    return out
 
-    flat = _flatten_isolating_failures(inputs, files, whole)
-    for field_path, seen in flat.drift.items():
-        # Drift keys are sender-chosen: they go to `loads.drift` (jsonb refuses \u0000).
-        counts.drift[excerpt(field_path)] += seen
 
-    files_frame = pl.DataFrame(
+def _files_frame(files: Sequence[LandedFile]) -> pl.DataFrame:
+    """Per file of the batch: what its rows carry as lineage (key, receipt, delivery id)."""
+    return pl.DataFrame(
         {
             "file_no": pl.Series(range(len(files)), dtype=pl.Int64),
             "source_key": [f.key for f in files],
@@ -126,35 +151,36 @@ def plan_batch(
             "delivery_id": [f.meta.delivery_id for f in files],
         }
     )
-    rows = flat.rows.join(files_frame, on="file_no", how="left")
-    rows_per_file = dict(rows.group_by("file_no").len().iter_rows())
-    staged = dedupe_newest(rows).select(
-        "user_id",
-        "device_type",
-        "metric_type",
-        "value",
-        "unit",
-        "timestamp",
-        pl.struct("source_field", "delivery_id").struct.json_encode().alias("metadata"),
-        "received_at",
-        "source_key",
-        pl.col("record_index").cast(pl.Int32),
-        pl.lit(load_id, dtype=pl.Int64).alias("load_id"),
+
+
+def _staged_rows(rows: pl.DataFrame, *, load_id: int) -> pl.DataFrame:
+    """The `STAGED_ROW` columns of the batch's rows, one per measurement key (newest wins)."""
+    derived = {
+        "metadata": pl.struct("source_field", "delivery_id").struct.json_encode(),
+        "record_index": pl.col("record_index").cast(pl.Int32),
+        "load_id": pl.lit(load_id, dtype=pl.Int64),
+    }
+    return dedupe_newest(rows).select(
+        derived.get(name, pl.col(name)).alias(name) for name in STAGED_ROW.names
     )
 
+
+def _quarantine_rows(
+    files: Sequence[LandedFile],
+    issues: Sequence[_WholeFile | Issue],
+    *,
+    load_id: int,
+    counts: LoadCounts,
+) -> tuple[list[dict[str, object]], dict[int, set[int | None]]]:
+    """Quarantine entries of whole files and records; which records of each file are bad."""
     q_rows: list[dict[str, object]] = []
     bad_records: dict[int, set[int | None]] = {}
-    for w in whole:
-        q_rows.append(
-            _quarantine_row(files[w.file_no], None, w.field, w.reason, w.expected, w.found, load_id)
-        )
-        bad_records.setdefault(w.file_no, set()).add(None)
-        counts.reasons[reason_group(w.field, w.expected)] += 1
-    for issue in flat.issues:
+    for issue in issues:
+        record_index = issue.record_index if isinstance(issue, Issue) else None
         q_rows.append(
             _quarantine_row(
                 files[issue.file_no],
-                issue.record_index,
+                record_index,
                 issue.field,
                 issue.reason,
                 issue.expected,
@@ -162,9 +188,21 @@ def plan_batch(
                 load_id,
             )
         )
-        bad_records.setdefault(issue.file_no, set()).add(issue.record_index)
+        bad_records.setdefault(issue.file_no, set()).add(record_index)
         counts.reasons[reason_group(issue.field, issue.expected)] += 1
+    return q_rows, bad_records
 
+
+def _file_results(
+    files: Sequence[LandedFile],
+    *,
+    rows_per_file: dict[int, int],
+    bad_records: dict[int, set[int | None]],
+    deferred: dict[int, str],
+    counts: LoadCounts,
+    now: datetime,
+) -> list[dict[str, object]]:
+    """Each file's outcome (loaded, quarantined or deferred) and the batch's file counts."""
     results: list[dict[str, object]] = []
     for no, f in enumerate(files):
         loaded = int(rows_per_file.get(no, 0))
@@ -194,13 +232,7 @@ def plan_batch(
         counts.lag_seconds_max = max(
             counts.lag_seconds_max, (now - f.meta.received_at).total_seconds()
         )
-
-    return BatchPlan(
-        stage=staged.to_arrow().cast(STAGE_SCHEMA),
-        quarantine=pa.Table.from_pylist(q_rows, schema=QUARANTINE_SCHEMA),
-        file_results=pa.Table.from_pylist(results, schema=FILE_RESULT_SCHEMA),
-        counts=counts,
-    )
+    return results
 
 
 def _flatten_isolating_failures(
@@ -273,8 +305,8 @@ def process_batch(
     files = fetch_objects(store, [c.key for c in claimed])
     plan = plan_batch(files, load_id=load_id)
     stage_batch(conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results)
-    # One upsert at a time per process: two at once contend on the same index pages and WAL
-    # (measured: 39 s of upsert time for 874k rows in parallel, 26 s one after the other), while
-    # reading, flattening and staging the next batch overlap the current write.
-    with _WRITE_LOCK:
-        return apply_batch(conn, load_id=load_id, counts=plan.counts)
+    # One upsert at a time per database (an advisory lock, across processes): two at once contend
+    # on the same index pages and WAL (measured: 39 s of upsert time for 874k rows in parallel,
+    # 26 s one after the other), while reading, flattening and staging the next batch overlap
+    # the current write.
+    return apply_batch(conn, load_id=load_id, counts=plan.counts)

@@ -14,16 +14,24 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from landing.keys import RAW_PREFIX, hour_prefixes
+from landing.settings import Settings
 from landing.store import ObjectStore
-from tasks.ledger import Connection, record_discovered
+from warehouse.ledger import Connection, record_discovered
 
 CHUNK = 20_000
-SETTLE = timedelta(minutes=10)  # settle_window() of the default 300 s ack deadline
 
 
 def settle_window(ack_deadline_s: float) -> timedelta:
-    """How far behind now a cursor stays: twice the receiver's ack deadline."""
+    """How far behind now a cursor stays: twice the receiver's ack deadline.
+
+    Discovery and `verify` both use it, so verify never calls an object undiscovered that
+    discovery would still find.
+    """
     return timedelta(seconds=2 * ack_deadline_s)
+
+
+SETTLE = settle_window(Settings.model_fields["ack_deadline_s"].default)
+"""The settle window of the default ack deadline (tests and tools without settings)."""
 
 
 def listing_plan(

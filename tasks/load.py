@@ -9,68 +9,26 @@ leaves every file either fully loaded or still pending.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
+from schemas.loads import LOAD_TOTALS, LoadCounts
+from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
+
 Connection = Any  # adbc_driver_manager.dbapi.Connection (untyped upstream)
 
-KEY_COLUMNS = ["user_id", "device_type", "metric_type", "timestamp"]
-
-STAGE_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("device_type", pa.string()),
-        ("metric_type", pa.string()),
-        ("value", pa.float64()),
-        ("unit", pa.string()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("metadata", pa.string()),
-        ("received_at", pa.timestamp("us", tz="UTC")),
-        ("source_key", pa.string()),
-        ("record_index", pa.int32()),
-        ("load_id", pa.int64()),
-    ]
-)
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("object_key", pa.string()),
-        ("record_index", pa.int32()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-        ("expected", pa.string()),
-        ("found", pa.string()),
-        ("raw_excerpt", pa.string()),
-        ("load_id", pa.int64()),
-    ]
-)
-
-FILE_RESULT_SCHEMA = pa.schema(
-    [
-        ("object_key", pa.string()),
-        ("state", pa.string()),
-        ("rows_loaded", pa.int32()),
-        ("records_quarantined", pa.int32()),
-        ("size_bytes", pa.int64()),
-        ("sha256", pa.string()),
-        ("delivery_id", pa.string()),
-        ("note", pa.string()),
-    ]
-)
+UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock of the upsert
+"""Upserts take this transaction-scoped advisory lock: one at a time per database, across
+processes and machines (two at once contend on the same index pages and WAL)."""
 
 _UPSERT = """
 WITH upserted AS (
-    INSERT INTO public.biometric_events AS t
-        (user_id, device_type, metric_type, value, unit, "timestamp", metadata, received_at,
-         source_key, record_index, load_id)
-    SELECT user_id, device_type, metric_type, value, unit, "timestamp", metadata::jsonb,
-           received_at, source_key, record_index, load_id
+    INSERT INTO public.biometric_events AS t ({columns})
+    SELECT {values}
     FROM pg_temp.bb_stage  -- already in key order (dedupe_newest): no sort here (~5% faster)
-    ON CONFLICT (user_id, device_type, metric_type, "timestamp") DO UPDATE
+    ON CONFLICT ({key}) DO UPDATE
     SET value = EXCLUDED.value, unit = EXCLUDED.unit, metadata = EXCLUDED.metadata,
         received_at = EXCLUDED.received_at, source_key = EXCLUDED.source_key,
         record_index = EXCLUDED.record_index, load_id = EXCLUDED.load_id
@@ -79,14 +37,16 @@ WITH upserted AS (
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-"""
+""".format(  # noqa: S608 - column names from our own contract, not input
+    columns=column_list(STAGED_ROW),
+    values=column_list(STAGED_ROW, casts=True),
+    key=", ".join(f'"{c}"' if c == "timestamp" else c for c in KEY_COLUMNS),
+)
 
-_QUARANTINE = """
-INSERT INTO biobridge.quarantine
-    (object_key, record_index, field, reason, expected, found, raw_excerpt, load_id)
-SELECT object_key, record_index, field, reason, expected, found, raw_excerpt, load_id
-FROM pg_temp.bb_quarantine
-"""
+_QUARANTINE = f"""
+INSERT INTO biobridge.quarantine ({column_list(QUARANTINE_ENTRY)})
+SELECT {column_list(QUARANTINE_ENTRY)} FROM pg_temp.bb_quarantine
+"""  # noqa: S608 - names from our contract, not input
 
 _LEDGER = """
 UPDATE biobridge.landed_files AS f
@@ -97,50 +57,9 @@ FROM pg_temp.bb_file_results AS r
 WHERE f.object_key = r.object_key
 """
 
-_LOAD_COUNTS = """
-UPDATE biobridge.loads SET
-    files_read = files_read + $2, files_loaded = files_loaded + $3,
-    files_quarantined = files_quarantined + $4, files_deferred = files_deferred + $5,
-    rows_inserted = rows_inserted + $6, rows_updated = rows_updated + $7,
-    rows_unchanged = rows_unchanged + $8, rows_quarantined = rows_quarantined + $9
-WHERE load_id = $1
-"""
-
-
-@dataclass
-class LoadCounts:
-    """What one batch (or a whole run, summed) did; the numbers come from Postgres itself."""
-
-    files_read: int = 0
-    files_loaded: int = 0
-    files_quarantined: int = 0
-    files_deferred: int = 0
-    rows_staged: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    records_quarantined: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    drift: Counter[str] = field(default_factory=Counter)
-    lag_seconds_max: float = 0.0
-
-    def add(self, other: LoadCounts) -> None:
-        """Accumulate another batch's counts into this one."""
-        for name in (
-            "files_read",
-            "files_loaded",
-            "files_quarantined",
-            "files_deferred",
-            "rows_staged",
-            "rows_inserted",
-            "rows_updated",
-            "rows_unchanged",
-            "records_quarantined",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.reasons.update(other.reasons)
-        self.drift.update(other.drift)
-        self.lag_seconds_max = max(self.lag_seconds_max, other.lag_seconds_max)
+_LOAD_COUNTS = "UPDATE biobridge.loads SET {} WHERE load_id = $1".format(  # noqa: S608
+    ", ".join(f"{name} = {name} + ${n}" for n, name in enumerate(LOAD_TOTALS, start=2))
+)
 
 
 def dedupe_newest(rows: pl.DataFrame) -> pl.DataFrame:
@@ -162,9 +81,9 @@ def stage_batch(
     """COPY the batch into this connection's temporary tables (no WAL, nothing shared yet)."""
     with conn.cursor() as cur:
         for name, table, schema in (
-            ("bb_stage", stage, STAGE_SCHEMA),
-            ("bb_quarantine", quarantine, QUARANTINE_SCHEMA),
-            ("bb_file_results", file_results, FILE_RESULT_SCHEMA),
+            ("bb_stage", stage, STAGED_ROW),
+            ("bb_quarantine", quarantine, QUARANTINE_ENTRY),
+            ("bb_file_results", file_results, FILE_RESULT),
         ):
             cur.adbc_ingest(name, table.cast(schema), mode="replace", temporary=True)
         # Statistics for the temp table, so the ledger update probes the ledger's primary key
@@ -175,10 +94,13 @@ def stage_batch(
 def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCounts:
     """Upsert the staged rows, write quarantine entries, move the ledger, count; then commit.
 
-    Runs in the transaction that claimed the files. `counts` carries the file-level numbers; the
+    Runs in the transaction that claimed the files, under the upsert's advisory lock (released
+    at commit or rollback, also when the process dies). `counts` carries the file-level numbers; the
     row numbers come from what Postgres reports, so a report never states more than was written.
     """
     with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
+        cur.fetchall()
         cur.execute(_UPSERT)
         inserted, updated = (int(n) for n in cur.fetchone())
         cur.execute(_QUARANTINE)
@@ -189,19 +111,6 @@ def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCo
         counts.rows_inserted = inserted
         counts.rows_updated = updated
         counts.rows_unchanged = counts.rows_staged - inserted - updated
-        cur.execute(
-            _LOAD_COUNTS,
-            (
-                load_id,
-                counts.files_read,
-                counts.files_loaded,
-                counts.files_quarantined,
-                counts.files_deferred,
-                counts.rows_inserted,
-                counts.rows_updated,
-                counts.rows_unchanged,
-                counts.records_quarantined,
-            ),
-        )
+        cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
     conn.commit()
     return counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from landing.store import StoreUnavailable
-from tasks.postgres import is_transient
+from warehouse.postgres import is_transient
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -1,38 +1,61 @@
 """The Prefect tasks of the ingest flow: thin wrappers that name, log and retry the plain stages.
 
 Only small values cross task boundaries (ids, specs, counts); the data stays inside a batch.
+Every task is declared here, once, with the one retry policy (`RetryPolicy`), which is built from
+the pipeline settings when a flow run starts (`ingest_tasks`): the settings are read per run, so
+a changed `BIOBRIDGE_IO_RETRIES` takes effect without re-importing anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import ParamSpec, TypeVar
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from landing.settings import get_settings
-from tasks import ledger
+from schemas.loads import LoadCounts, LoadRecord
 from tasks.batch import BatchSpec, process_batch
 from tasks.discover import discover, settle_window
-from tasks.load import LoadCounts
-from tasks.migrate import apply_migrations
-from tasks.postgres import connect
 from tasks.retry import retry_if_transient
 from tasks.runtime import database_url, landing_store
+from tasks.settings import PipelineSettings, get_pipeline_settings
+from warehouse import ledger
+from warehouse.migrate import apply_migrations
+from warehouse.postgres import connect
 
-IO_RETRIES: dict[str, Any] = {
-    "retries": 4,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-@task(name="migrate-database", **IO_RETRIES)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a pipeline step is retried after a transient failure (permanent ones fail at once)."""
+
+    retries: int
+    backoff_s: float
+    jitter_factor: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings) -> RetryPolicy:
+        """`BIOBRIDGE_IO_RETRIES` retries, the first after `BIOBRIDGE_RETRY_BACKOFF_S` seconds."""
+        return cls(retries=settings.io_retries, backoff_s=settings.retry_backoff_s)
+
+    def declare(self, fn: Callable[P, R], *, name: str) -> Task[P, R]:
+        """`fn` as a Prefect task with this policy (exponential backoff with jitter)."""
+        return task(
+            name=name,
+            retries=self.retries,
+            retry_delay_seconds=exponential_backoff(backoff_factor=self.backoff_s),
+            retry_jitter_factor=self.jitter_factor,
+            retry_condition_fn=retry_if_transient,
+            cache_policy=NO_CACHE,
+        )(fn)
+
+
 def migrate_database() -> list[str]:
     """Apply pending SQL migrations (idempotent; serialised across processes)."""
     applied = apply_migrations(database_url())
@@ -40,7 +63,6 @@ def migrate_database() -> list[str]:
     return applied
 
 
-@task(name="open-load-record", **IO_RETRIES)
 def open_load(*, kind: str, flow_run_id: str | None, code_version: str) -> int:
     """Create this run's load record; every row it loads points back at it."""
     with connect(database_url()) as conn:
@@ -51,7 +73,6 @@ def open_load(*, kind: str, flow_run_id: str | None, code_version: str) -> int:
         )
 
 
-@task(name="requeue-for-replay", **IO_RETRIES)
 def requeue_files(
     *,
     load_id: int,
@@ -74,41 +95,52 @@ def requeue_files(
     return n
 
 
-@task(name="discover-landed-files", **IO_RETRIES)
 def discover_files(
     *, vendors: Sequence[str], window: tuple[datetime | None, datetime | None] | None
 ) -> dict[str, int]:
     """List new objects in the landing store and add them to the ledger as pending."""
     with connect(database_url()) as conn:
-        settle = settle_window(get_settings().ack_deadline_s)
+        settle = settle_window(get_pipeline_settings().ack_deadline_s)
         found = discover(conn, landing_store(), vendors=vendors, window=window, settle=settle)
     get_run_logger().info("discovered %d new files: %s", sum(found.values()), found)
     return found
 
 
-@task(name="load-batch", **IO_RETRIES)
 def load_batch(*, load_id: int, spec: BatchSpec) -> LoadCounts | None:
     """Claim up to spec.limit pending files and load them in one transaction."""
     with connect(database_url()) as conn:
         counts = process_batch(conn, landing_store(), load_id=load_id, spec=spec)
     if counts is not None:
-        get_run_logger().info(
-            "batch: %d files (%d loaded, %d quarantined, %d deferred); rows %d inserted, "
-            "%d updated, %d unchanged; %d records quarantined",
-            counts.files_read,
-            counts.files_loaded,
-            counts.files_quarantined,
-            counts.files_deferred,
-            counts.rows_inserted,
-            counts.rows_updated,
-            counts.rows_unchanged,
-            counts.records_quarantined,
-        )
+        get_run_logger().info("batch: %s", counts.summary())
     return counts
 
 
-@task(name="close-load-record", **IO_RETRIES)
-def close_load(*, load_id: int, status: str, error: str | None, drift: str) -> dict[str, object]:
+def close_load(*, load_id: int, status: str, error: str | None, drift: str) -> LoadRecord:
     """Mark the load finished (completed or failed) and return what Postgres recorded."""
     with connect(database_url()) as conn:
         return ledger.finish_load(conn, load_id, status=status, error=error, drift=drift)
+
+
+@dataclass(frozen=True)
+class IngestTasks:
+    """The ingest flow's tasks, each declared with the run's retry policy."""
+
+    migrate_database: Task[[], list[str]]
+    open_load: Task[..., int]
+    requeue_files: Task[..., int]
+    discover_files: Task[..., dict[str, int]]
+    load_batch: Task[..., LoadCounts | None]
+    close_load: Task[..., LoadRecord]
+
+
+def ingest_tasks(settings: PipelineSettings) -> IngestTasks:
+    """Declare the ingest flow's tasks with the retry policy of `settings`."""
+    policy = RetryPolicy.from_settings(settings)
+    return IngestTasks(
+        migrate_database=policy.declare(migrate_database, name="migrate-database"),
+        open_load=policy.declare(open_load, name="open-load-record"),
+        requeue_files=policy.declare(requeue_files, name="requeue-for-replay"),
+        discover_files=policy.declare(discover_files, name="discover-landed-files"),
+        load_batch=policy.declare(load_batch, name="load-batch"),
+        close_load=policy.declare(close_load, name="close-load-record"),
+    )

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.embedded_pg import start_embedded_postgres, stop_embedded_postgres
-from tasks.errors import DatabaseError
-from tasks.migrate import apply_migrations
-from tasks.postgres import connect, redact_url, url_with_database, with_connect_timeout
+from warehouse.embedded_pg import start_embedded_postgres, stop_embedded_postgres
+from warehouse.errors import DatabaseError
+from warehouse.migrate import apply_migrations
+from warehouse.postgres import connect, redact_url, url_with_database, with_connect_timeout
 
 TEST_DATABASE_URL_ENV = "BIOBRIDGE_TEST_DATABASE_URL"
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

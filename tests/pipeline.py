@@ -59,7 +59,7 @@ class Pipeline:
 
     def query(self, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         """Rows of one SQL statement against the test database."""
-        from tasks.postgres import connect
+        from warehouse.postgres import connect
 
         with connect(self.db_url) as conn, conn.cursor() as cur:
             cur.execute(sql, params)

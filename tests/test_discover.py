@@ -8,8 +8,8 @@ from pathlib import Path
 
 from landing.store import ObjectMeta, ObjectStore, open_store
 from tasks.discover import SETTLE, discover, listing_plan
-from tasks.postgres import connect
 from tests.helpers import land as land_body
+from warehouse.postgres import connect
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

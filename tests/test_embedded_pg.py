@@ -17,16 +17,16 @@ import psutil
 import pytest
 from pydantic import SecretStr
 
-from landing.settings import Settings
-from tasks import embedded_pg
-from tasks.embedded_pg import cluster_folder, start_embedded_postgres, stop_embedded_postgres
-from tasks.postgres import connect, resolve_database_url
+from warehouse import embedded_pg
+from tasks.settings import PipelineSettings
+from warehouse.embedded_pg import cluster_folder, start_embedded_postgres, stop_embedded_postgres
+from warehouse.postgres import connect, resolve_database_url
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD_SERVER = """
 import sys, time
 from pathlib import Path
-from tasks.embedded_pg import start_embedded_postgres
+from warehouse.embedded_pg import start_embedded_postgres
 print(start_embedded_postgres(Path(sys.argv[1])), flush=True)
 time.sleep(120)
 """
@@ -75,7 +75,7 @@ def wait_gone(pid: int, timeout_s: float = 10) -> None:
 
 
 def test_start_reuse_and_stop(data_dir: Path) -> None:
-    settings = Settings(data_dir=data_dir, database_url=None)
+    settings = PipelineSettings(data_dir=data_dir, database_url=None)
     url = resolve_database_url(settings)
     pgdata = data_dir / "postgres"
     assert url == f"postgresql://postgres:@/postgres?host={pgdata}"
@@ -97,7 +97,7 @@ def test_start_reuse_and_stop(data_dir: Path) -> None:
 
 def test_configured_url_wins(tmp_path: Path) -> None:
     secret = "postgresql://app:pw@db.example:5432/biobridge"
-    settings = Settings(data_dir=tmp_path, database_url=SecretStr(secret))
+    settings = PipelineSettings(data_dir=tmp_path, database_url=SecretStr(secret))
     assert resolve_database_url(settings) == secret
     assert not (tmp_path / "postgres").exists()
 

@@ -10,12 +10,12 @@ import pytest
 
 from deployments.cli import main
 from tasks import runtime
-from tasks.ledger import record_discovered
-from tasks.postgres import connect
 from tests.helpers import free_port
 from tests.pipeline import Pipeline
 from tests.test_ingest import generic_body
 from tests.test_verify import execute, land_at
+from warehouse.ledger import record_discovered
+from warehouse.postgres import connect
 
 
 def health(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:

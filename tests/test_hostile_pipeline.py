@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 
 from landing.keys import VENDORS, new_key
 from landing.store import ObjectMeta
+from ops.verify import verify
 from schemas.canonical import CanonicalRow
 from tasks.batch import plan_batch
-from tasks.postgres import connect
 from tasks.read import LandedFile
-from tasks.verify import verify
 from tests.pipeline import Pipeline
+from warehouse.postgres import connect
 
 NOW = datetime.now(UTC)
 WEIRD_TEXT = st.sampled_from(

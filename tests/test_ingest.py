@@ -112,7 +112,7 @@ def test_bad_records_are_quarantined_while_good_ones_load(pipeline: Pipeline) ->
     assert whole[0][0] == "quarantined" and whole[0][1] is None and "not valid JSON" in whole[0][2]
 
     load = state.result()
-    assert load["files_quarantined"] == 2 and load["rows_quarantined"] == 4
+    assert load["files_quarantined"] == 2 and load["records_quarantined"] == 4
 
 
 def test_run_report_artifact_says_what_was_rejected(pipeline: Pipeline) -> None:
@@ -198,8 +198,8 @@ def test_s3_landing_is_ingested_the_same_way(s3_pipeline: Pipeline) -> None:
 def test_a_dead_runs_load_record_is_closed_as_abandoned_a_live_one_is_not(
     pipeline: Pipeline,
 ) -> None:
-    from tasks.ledger import load_liveness
-    from tasks.postgres import connect
+    from warehouse.ledger import load_liveness
+    from warehouse.postgres import connect
 
     with connect(pipeline.db_url) as conn, conn.cursor() as cur:
         for _ in range(2):

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import MigrationError
-from tasks.migrate import (
+from warehouse.errors import MigrationError
+from warehouse.migrate import (
     MIGRATION_LOCK_KEY,
     apply_migrations,
     discover_migrations,
     pending_migrations,
 )
-from tasks.postgres import connect
+from warehouse.postgres import connect
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = [m.file_name for m in discover_migrations()]
 MIGRATE = (
-    "import json, sys; from tasks.migrate import apply_migrations; "
+    "import json, sys; from warehouse.migrate import apply_migrations; "
     "print(json.dumps(apply_migrations(sys.argv[1])))"
 )
 

@@ -10,9 +10,9 @@ import adbc_driver_manager
 import pytest
 from adbc_driver_postgresql import dbapi
 
-from tasks.errors import PermanentDatabaseError, TransientDatabaseError
-from tasks.health import database_health
-from tasks.postgres import (
+from ops.database_health import database_health
+from warehouse.errors import PermanentDatabaseError, TransientDatabaseError
+from warehouse.postgres import (
     Connection,
     connect,
     is_transient,

@@ -15,12 +15,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import adbc_driver_manager
 import pytest
 
-from tasks.migrate import apply_migrations, discover_migrations
-from tasks.postgres import connect, url_with_database
-from tasks.verify import verify
+from ops.verify import verify
 from tests.pg import _admin, create_database, drop_database
 from tests.pipeline import make_pipeline
 from tests.test_ingest import generic_body, land_raw
+from warehouse.migrate import apply_migrations, discover_migrations
+from warehouse.postgres import connect, url_with_database
 
 ROLES_SQL = Path(__file__).resolve().parents[1] / "schemas" / "roles.sql"
 ROLES = ("biobridge_owner", "biobridge_loader", "biobridge_reader")

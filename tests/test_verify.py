@@ -8,11 +8,11 @@ import pytest
 
 from deployments.cli import main
 from landing.keys import new_key
-from tasks.postgres import connect
-from tasks.verify import VerifyReport, verify
+from ops.verify import VerifyReport, verify
 from tests.helpers import land
 from tests.pipeline import Pipeline
 from tests.test_ingest import generic_body, land_raw
+from warehouse.postgres import connect
 
 
 def run_verify(p: Pipeline, **kwargs: object) -> VerifyReport:

@@ -30,9 +30,9 @@ from landing.keys import VENDORS
 from tasks import batch as batch_module
 from tasks.batch import BatchSpec, process_batch
 from tasks.discover import discover
-from tasks.ledger import start_load
-from tasks.postgres import connect
 from tasks.runtime import database_url, landing_store
+from warehouse.ledger import start_load
+from warehouse.postgres import connect
 
 POINTS = ("read", "copy", "upsert", "before_commit", "after_commit")
 

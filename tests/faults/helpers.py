@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 
 from landing.store import ObjectStore
-from tasks.postgres import connect
-from tasks.verify import VerifyReport, verify
+from ops.verify import VerifyReport, verify
 from tests.helpers import free_port, land
 from tests.pipeline import Pipeline
+from warehouse.postgres import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS_PER_GENERIC_FILE = 7  # deployments/examples/generic_daily_readiness.json flattens to 7

@@ -14,11 +14,11 @@ import adbc_driver_manager
 
 from landing.keys import VENDORS, hour_prefixes, parse_key
 from landing.store import ObjectStore, StoreError
+from ops.database_health import database_health
 from tasks.discover import get_cursor
-from tasks.errors import DatabaseError
-from tasks.health import database_health
-from tasks.ledger import Connection
-from tasks.postgres import connect, redact_text, with_connect_timeout
+from warehouse.errors import DatabaseError
+from warehouse.ledger import Connection
+from warehouse.postgres import connect, redact_text, with_connect_timeout
 
 # How far back the store is listed for objects discovery has not recorded yet, at most.
 LOOKBACK = timedelta(hours=24)

@@ -20,8 +20,8 @@ import adbc_driver_manager
 from adbc_driver_manager.dbapi import Cursor
 
 import schemas
-from tasks.errors import MigrationError
-from tasks.postgres import Connection, connect, redact_url
+from warehouse.errors import MigrationError
+from warehouse.postgres import Connection, connect, redact_url
 
 log = logging.getLogger(__name__)
 

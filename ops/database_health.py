@@ -6,9 +6,9 @@ from typing import Any
 
 import adbc_driver_manager
 
-from tasks.errors import DatabaseError
-from tasks.migrate import pending_migrations
-from tasks.postgres import connect, redact_text, redact_url, with_connect_timeout
+from warehouse.errors import DatabaseError
+from warehouse.migrate import pending_migrations
+from warehouse.postgres import connect, redact_text, redact_url, with_connect_timeout
 
 
 def database_health(url: str, *, timeout_s: int = 5) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from tasks.errors import EmbeddedPostgresError
+from warehouse.errors import EmbeddedPostgresError
 
 log = logging.getLogger(__name__)
 

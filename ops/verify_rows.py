@@ -20,21 +20,13 @@ from datetime import datetime
 import pyarrow as pa
 
 from landing.store import ObjectNotFound, ObjectStore, StoreError, StoreUnavailable
+from schemas.staging import STAGED_ROW
 from tasks.batch import plan_batch
-from tasks.ledger import Connection
 from tasks.read import LandedFile, fetch_objects
+from warehouse.ledger import Connection
 
-STAGE_COLUMNS = [
-    "user_id",
-    "device_type",
-    "metric_type",
-    "timestamp",
-    "value",
-    "unit",
-    "received_at",
-    "source_key",
-    "record_index",
-]
+STAGE_COLUMNS = [name for name in STAGED_ROW.names if name not in ("metadata", "load_id")]
+"""The staged row's columns a check needs: the key, the value and the lineage."""
 
 # One row per (file, outcome): how many of the file's staged keys fall in each class.
 _FORWARD = """

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from landing.keys import KeyParts, parse_key
+from schemas.loads import LoadRecord
 
 Connection = Any  # adbc_driver_manager.dbapi.Connection (untyped upstream)
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def load_liveness(url: str, load_id: int) -> Iterator[None]:
     If the process dies the lock goes with its connection, and the next run can tell that the
     load record still marked 'running' belongs to nobody (see `close_abandoned_loads`).
     """
-    from tasks.postgres import connect
+    from warehouse.postgres import connect
 
     with connect(url, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock($1::int, $2::int)", (LOAD_LOCK_CLASS, load_id))
@@ -92,7 +93,7 @@ def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_ver
 
 def finish_load(
     conn: Connection, load_id: int, *, status: str, error: str | None, drift: str
-) -> dict[str, Any]:
+) -> LoadRecord:
     """Close the load record and return its final counts, as stored."""
     if error is not None:
         error = error.replace("\x00", "\\u0000")  # a message may quote a body: text refuses NUL
@@ -103,7 +104,7 @@ def finish_load(
             (load_id, status, error, drift),
         )
         cur.execute("SELECT * FROM biobridge.loads WHERE load_id = $1", (load_id,))
-        row = cur.fetch_arrow_table().to_pylist()[0]
+        row: LoadRecord = cur.fetch_arrow_table().to_pylist()[0]
     conn.commit()
     return row
 

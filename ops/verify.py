@@ -7,7 +7,7 @@ a. every landed object of the window is in the ledger (objects not yet discovere
    younger than the settle window plus a grace period);
 b. every ledger row's object is in the store;
 c. every measurement of every `loaded` file is in `biometric_events`, from that file or from a
-   later delivery (see `tasks.verify_rows`);
+   later delivery (see `ops.verify_rows`);
 d. every row of `biometric_events` names a file the ledger has loaded (rows of the old system,
    without a source, are counted as legacy rows);
 e. no measurement key is duplicated;
@@ -29,9 +29,9 @@ import pyarrow as pa
 
 from landing.keys import RAW_PREFIX, VENDORS, hour_prefixes, parse_key
 from landing.store import ObjectStore
+from ops.verify_rows import RowTally, check_loaded_files
 from tasks.discover import SETTLE
-from tasks.ledger import Connection
-from tasks.verify_rows import RowTally, check_loaded_files
+from warehouse.ledger import Connection
 
 # Twice the default ingest interval (60 s): a discovery run may be in flight or just missed.
 DEFAULT_GRACE = timedelta(seconds=120)
@@ -179,6 +179,7 @@ def verify(
     received_from: datetime | None = None,
     received_until: datetime | None = None,
     vendors: Sequence[str] = VENDORS,
+    settle: timedelta = SETTLE,
     grace: timedelta = DEFAULT_GRACE,
     now: datetime | None = None,
     file_batch: int = FILE_BATCH,
@@ -186,9 +187,10 @@ def verify(
     """Check that the window's landed objects, ledger rows and loaded rows account for each other.
 
     The window is `[received_from, received_until)` by receipt time; `received_until` defaults to
-    now. Objects not yet in the ledger are a discrepancy only when older than
-    `tasks.discover.SETTLE + grace`. Rows without a source (the old system's) are counted as
-    `legacy_rows`, only when the window is unbounded. Needs SELECT on the tables and TEMP.
+    now. Objects not yet in the ledger are a discrepancy only when older than `settle + grace`
+    (`settle`: discovery's window, `tasks.discover.settle_window`). Rows without a source (the
+    old system's) are counted as `legacy_rows`, only when the window is unbounded. Needs SELECT
+    on the tables and TEMP.
     """
     now = now or datetime.now(UTC)
     until = received_until or now
@@ -204,7 +206,7 @@ def verify(
             cur.execute(_LEDGER_STATES, window)
             report.ledger_states = {state: int(n) for state, n in cur.fetchall()}
         _stage_listing(conn, store, report, received_from=received_from, until=until)
-        _check_undiscovered(conn, report, now=now, late=SETTLE + grace)
+        _check_undiscovered(conn, report, now=now, late=settle + grace)
         _check_not_in_store(conn, report, window)
         _check_loaded_rows(conn, store, report, window, now, file_batch)
         _check_row_lineage(conn, report, window, unbounded=unbounded, all_vendors=_all(vendors))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_manager
 from adbc_driver_manager.dbapi import Connection as Connection  # re-exported for callers
 from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
+from pydantic import SecretStr
 
-from landing.settings import Settings
-from tasks.embedded_pg import start_embedded_postgres
-from tasks.errors import PermanentDatabaseError, TransientDatabaseError
+from warehouse.embedded_pg import start_embedded_postgres
+from warehouse.errors import PermanentDatabaseError, TransientDatabaseError
 
 # Retrying helps: serialization failure, deadlock, connection exceptions (08*), admin or crash
 # shutdown, server starting up, too many connections.
@@ -35,7 +37,17 @@ _URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#\s]*):(?P
 _KEYWORD_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.I)
 
 
-def resolve_database_url(settings: Settings) -> str:
+class DatabaseSettings(Protocol):
+    """What `resolve_database_url` reads (the pipeline settings have both)."""
+
+    @property
+    def database_url(self) -> SecretStr | None: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+
+def resolve_database_url(settings: DatabaseSettings) -> str:
     """The configured `database_url`, else the URI of the embedded server under `data_dir`.
 
     The result may hold a password: pass it to `connect`, never to a log line (see `redact_url`).

@@ -1,0 +1,1 @@
+"""Operations tools behind the CLI: migrate, verify (the accounting check) and health."""

@@ -1,0 +1,77 @@
+"""The counts of a load: one name per quantity, the same in code, in reports and in
+`biobridge.loads` (its columns are `LOAD_TOTALS`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypedDict
+
+LOAD_TOTALS: tuple[str, ...] = (
+    "files_read",
+    "files_loaded",
+    "files_quarantined",
+    "files_deferred",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "records_quarantined",
+)
+"""The counts a load record sums over its batches (columns of `biobridge.loads`)."""
+
+
+@dataclass
+class LoadCounts:
+    """What one batch (or a whole run, summed) did; the numbers come from Postgres itself."""
+
+    files_read: int = 0
+    files_loaded: int = 0
+    files_quarantined: int = 0
+    files_deferred: int = 0
+    rows_staged: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    records_quarantined: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    drift: Counter[str] = field(default_factory=Counter)
+    lag_seconds_max: float = 0.0
+
+    def add(self, other: LoadCounts) -> None:
+        """Accumulate another batch's counts into this one."""
+        for name in (*LOAD_TOTALS, "rows_staged"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons.update(other.reasons)
+        self.drift.update(other.drift)
+        self.lag_seconds_max = max(self.lag_seconds_max, other.lag_seconds_max)
+
+    def totals(self) -> tuple[int, ...]:
+        """The `LOAD_TOTALS` values, in that order."""
+        return tuple(int(getattr(self, name)) for name in LOAD_TOTALS)
+
+    def summary(self) -> str:
+        """One log line: every total by name."""
+        return ", ".join(f"{name} {getattr(self, name)}" for name in LOAD_TOTALS)
+
+
+class LoadRecord(TypedDict):
+    """A row of `biobridge.loads`, as `finish_load` returns it and the ingest flow's result."""
+
+    load_id: int
+    flow_run_id: str | None
+    kind: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    files_read: int
+    files_loaded: int
+    files_quarantined: int
+    files_deferred: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
+    records_quarantined: int
+    drift: object
+    code_version: str
+    error: str | None

@@ -1,0 +1,47 @@
+"""The pipeline's settings: the store part it shares with the receiver, plus its own fields.
+
+Only the pipeline processes (flows, the CLI's ops commands, `biobridge up`'s runner) read these;
+the receiver reads `landing.settings.Settings` and never sees the database URL.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+
+from landing.settings import Settings
+
+
+class PipelineSettings(Settings):
+    """`Settings` (store, ack deadline) plus the database and the ingest's own knobs."""
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://... for the pipeline; unset: an embedded Postgres in data_dir.",
+    )
+    ingest_interval_s: int = Field(
+        default=60, ge=5, description="Seconds between scheduled ingest runs (`biobridge up`)."
+    )
+    io_retries: int = Field(
+        default=4, ge=0, le=20, description="Retries of a pipeline step after a transient failure."
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles each retry, with jitter."
+    )
+    health_max_pending_age_s: int = Field(
+        default=900, gt=0, description="`biobridge health` fails when a file waits longer."
+    )
+
+
+PIPELINE_ONLY_ENV: tuple[str, ...] = tuple(
+    f"BIOBRIDGE_{name.upper()}"
+    for name in PipelineSettings.model_fields.keys() - Settings.model_fields.keys()
+)
+"""Variables only the pipeline reads: `biobridge up` keeps them out of the receiver's env."""
+
+
+@lru_cache(maxsize=1)
+def get_pipeline_settings() -> PipelineSettings:
+    """Pipeline settings read from the environment once per process."""
+    return PipelineSettings()
