@@ -17,8 +17,8 @@ import psutil
 import pytest
 from pydantic import SecretStr
 
-from warehouse import embedded_pg
 from tasks.settings import PipelineSettings
+from warehouse import embedded_pg
 from warehouse.embedded_pg import cluster_folder, start_embedded_postgres, stop_embedded_postgres
 from warehouse.postgres import connect, resolve_database_url
 
