@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from tasks.settings import get_pipeline_settings
 
 
 @lru_cache(maxsize=1)
@@ -16,8 +17,8 @@ def code_version() -> str:
         base = version("biobridge")
     except PackageNotFoundError:
         base = "0+unknown"
-    if env := os.environ.get("BIOBRIDGE_CODE_VERSION"):
-        return env
+    if configured := get_pipeline_settings().code_version:
+        return configured
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH is intended

@@ -29,6 +29,10 @@ class PipelineSettings(Settings):
     retry_backoff_s: float = Field(
         default=2.0, gt=0, description="First retry delay; doubles each retry, with jitter."
     )
+    code_version: str | None = Field(
+        default=None,
+        description="What load records name as the code that wrote them; unset: version+git sha.",
+    )
     health_max_pending_age_s: int = Field(
         default=900, gt=0, description="`biobridge health` fails when a file waits longer."
     )
