@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import resource
@@ -151,15 +150,12 @@ def land_files(root: Path, *, files: int, hr_share: float, hr_samples: int) -> L
         body = garmin_body(t, i, hr_samples) if is_garmin else generic_body(t, i)
         received_at = first_received + span * (i / files)
         key = new_key(vendor, received_at)
-        meta = ObjectMeta(
+        meta = ObjectMeta.of_body(
+            body,
             received_at=received_at,
             vendor=vendor,
             content_type="application/json",
-            sha256=hashlib.sha256(body).hexdigest(),
-            size=len(body),
             delivery_id=f"bench-{i}",
-            delivery_id_source="receiver",
-            signature_verified=False,
         )
         path = root.joinpath(*key.split("/"))
         if path.parent not in made:

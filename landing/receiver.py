@@ -6,7 +6,6 @@ Retry-After. Responses and logs never carry bodies, secrets or stack traces.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -29,7 +28,7 @@ from landing.openapi import openapi_schema
 from landing.request_body import Rejection, body_format, parse_payload, read_body
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
-from landing.vendors import REGISTRY
+from landing.vendors import REGISTRY, Payload, Vendor
 
 logger = logging.getLogger("biobridge.receiver")
 _BODY_READ = "biobridge.body_read"
@@ -82,20 +81,55 @@ class _Receiver:
             return _json(exc.status, content, headers)
 
     async def _land(self, request: Request, log: dict[str, Any]) -> Response:
-        vendor = REGISTRY.get(request.path_params["vendor"])
-        if vendor is None:
-            raise Rejection(
-                404,
-                "unknown_vendor",
-                "no webhook route for that vendor",
-                {"known_vendors": list(REGISTRY)},
-            )
-        log["vendor"] = vendor.NAME
+        """Route, check, read and parse the body; store it with its metadata; acknowledge."""
+        vendor = _vendor_of(request, log)
         fmt, media_type = body_format(request.headers, vendor.FORMATS)
         try:
             context = vendor.context(request.headers, request.query_params)
         except ValueError as exc:
             raise Rejection(400, "invalid_context", str(exc)) from None
+        body = await self._read(request, log)
+        payload = parse_payload(body, fmt)
+
+        received_at = datetime.now(UTC)
+        key = new_key(vendor.NAME, received_at, ext=fmt)
+        meta = self._metadata(
+            vendor,
+            request,
+            body,
+            payload,
+            received_at=received_at,
+            media_type=media_type,
+            context=context,
+        )
+        log["delivery_id"] = meta.delivery_id
+        if not await self._put(key, body, meta, log):
+            return self._unavailable(
+                "store_unavailable",
+                "the body could not be stored; nothing was accepted: retry later",
+            )
+        late = (datetime.now(UTC) - received_at).total_seconds()
+        if late > self.settings.ack_deadline_s:
+            # Stored, but too late for the discovery window to be sure of seeing it: do not
+            # acknowledge; the vendor's retry lands a fresh copy (loading is idempotent).
+            log["error"] = "store_too_slow"
+            return self._unavailable(
+                "store_too_slow", f"the store took {late:.0f} s to confirm the write: retry later"
+            )
+        log["object_key"] = key
+        return _json(
+            202,
+            {
+                "status": "accepted",
+                "device_type": vendor.NAME,
+                "delivery_id": meta.delivery_id,
+                "object_key": key,
+                "received_at": received_at.isoformat(),
+            },
+        )
+
+    async def _read(self, request: Request, log: dict[str, Any]) -> bytes:
+        """The whole body, within the size cap and the body deadline."""
         body = await read_body(
             request,
             max_bytes=self.settings.max_body_bytes,
@@ -103,25 +137,35 @@ class _Receiver:
         )
         request.scope[_BODY_READ] = True
         log["bytes"] = len(body)
-        payload = parse_payload(body, fmt)
+        return body
 
-        received_at = datetime.now(UTC)
+    def _metadata(
+        self,
+        vendor: Vendor,
+        request: Request,
+        body: bytes,
+        payload: Payload,
+        *,
+        received_at: datetime,
+        media_type: str,
+        context: dict[str, str],
+    ) -> ObjectMeta:
+        """What is stored beside the body: receipt, digest, delivery id, signature, headers."""
         vendor_id = vendor.delivery_id(request.headers, payload)
-        delivery_id = vendor_id or str(uuid.uuid4())
-        key = new_key(vendor.NAME, received_at, ext=fmt)
-        meta = ObjectMeta(
+        return ObjectMeta.of_body(
+            body,
             received_at=received_at,
             vendor=vendor.NAME,
             content_type=media_type,
-            sha256=hashlib.sha256(body).hexdigest(),
-            size=len(body),
-            delivery_id=delivery_id,
+            delivery_id=vendor_id or str(uuid.uuid4()),
             delivery_id_source="vendor" if vendor_id else "receiver",
             signature_verified=vendor.verify(request.headers, body, self.settings).verified,
             headers=kept_headers(request.headers, vendor.HEADERS),
             context=context,
         )
-        log["delivery_id"] = delivery_id
+
+    async def _put(self, key: str, body: bytes, meta: ObjectMeta, log: dict[str, Any]) -> bool:
+        """Store the body; False (logged) when the store failed, whatever the failure."""
         try:
             await anyio.to_thread.run_sync(self.store.put, key, body, meta)
         except Exception as exc:  # whatever failed, the body is not stored: 503
@@ -131,39 +175,15 @@ class _Receiver:
                 orjson.dumps({"event": "put_failed", "object_key": key, **_describe(exc)}).decode(),
                 exc_info=None if isinstance(exc, StoreError) else exc,
             )
-            return _json(
-                503,
-                {
-                    "status": "unavailable",
-                    "error": "store_unavailable",
-                    "detail": "the body could not be stored; nothing was accepted: retry later",
-                },
-                {"Retry-After": str(self.settings.retry_after_s)},
-            )
-        late = (datetime.now(UTC) - received_at).total_seconds()
-        if late > self.settings.ack_deadline_s:
-            # Stored, but too late for the discovery window to be sure of seeing it: do not
-            # acknowledge; the vendor's retry lands a fresh copy (loading is idempotent).
-            log["error"] = "store_too_slow"
-            return _json(
-                503,
-                {
-                    "status": "unavailable",
-                    "error": "store_too_slow",
-                    "detail": f"the store took {late:.0f} s to confirm the write: retry later",
-                },
-                {"Retry-After": str(self.settings.retry_after_s)},
-            )
-        log["object_key"] = key
+            return False
+        return True
+
+    def _unavailable(self, error: str, detail: str) -> Response:
+        """A 503 with Retry-After: nothing was acknowledged, the vendor retries."""
         return _json(
-            202,
-            {
-                "status": "accepted",
-                "device_type": vendor.NAME,
-                "delivery_id": delivery_id,
-                "object_key": key,
-                "received_at": received_at.isoformat(),
-            },
+            503,
+            {"status": "unavailable", "error": error, "detail": detail},
+            {"Retry-After": str(self.settings.retry_after_s)},
         )
 
     async def readyz(self, request: Request) -> Response:
@@ -182,6 +202,20 @@ class _Receiver:
             return _json(200, {"status": "ready"})
         request.scope[LOG_FIELDS]["error"] = "store_unavailable"
         return _json(503, {"status": "unavailable", "reason": reason})
+
+
+def _vendor_of(request: Request, log: dict[str, Any]) -> Vendor:
+    """The vendor module of the route; 404 for a vendor we have no route for."""
+    vendor = REGISTRY.get(request.path_params["vendor"])
+    if vendor is None:
+        raise Rejection(
+            404,
+            "unknown_vendor",
+            "no webhook route for that vendor",
+            {"known_vendors": list(REGISTRY)},
+        )
+    log["vendor"] = vendor.NAME
+    return vendor
 
 
 async def _healthz(request: Request) -> Response:

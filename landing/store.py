@@ -53,6 +53,34 @@ class ObjectMeta:
     headers: dict[str, str] = field(default_factory=dict)
     context: dict[str, str] = field(default_factory=dict)  # e.g. {"user_id": ...} from the route
 
+    @classmethod
+    def of_body(
+        cls,
+        body: bytes,
+        *,
+        received_at: datetime,
+        vendor: str,
+        content_type: str,
+        delivery_id: str,
+        delivery_id_source: str = "receiver",
+        signature_verified: bool = False,
+        headers: dict[str, str] | None = None,
+        context: dict[str, str] | None = None,
+    ) -> ObjectMeta:
+        """The metadata of `body` (its sha256 and size computed here): the one constructor."""
+        return cls(
+            received_at=received_at,
+            vendor=vendor,
+            content_type=content_type,
+            sha256=hashlib.sha256(body).hexdigest(),
+            size=len(body),
+            delivery_id=delivery_id,
+            delivery_id_source=delivery_id_source,
+            signature_verified=signature_verified,
+            headers=dict(headers or {}),
+            context=dict(context or {}),
+        )
+
     def to_json(self) -> bytes:
         """Serialise as compact JSON (ASCII only, so it also fits S3 user metadata)."""
         d: dict[str, Any] = asdict(self)
@@ -123,15 +151,12 @@ def probe_round_trip(store: ObjectStore) -> None:
     """Write a probe object, read it back, compare and delete it; StoreError says what failed."""
     key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     body = secrets.token_bytes(32)
-    meta = ObjectMeta(
+    meta = ObjectMeta.of_body(
+        body,
         received_at=datetime.now(UTC),
         vendor="probe",
         content_type="application/octet-stream",
-        sha256=hashlib.sha256(body).hexdigest(),
-        size=len(body),
         delivery_id=key.removeprefix(PROBE_PREFIX),
-        delivery_id_source="receiver",
-        signature_verified=False,
     )
     store.put(key, body, meta)
     try:

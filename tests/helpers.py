@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 import ssl
 import threading
@@ -102,15 +101,12 @@ def land(
     """Put a body in the store as the receiver would have landed it at `at`; returns its key."""
     at = at or datetime.now(UTC)
     key = new_key(vendor, at, ext=ext)
-    meta = ObjectMeta(
+    meta = ObjectMeta.of_body(
+        body,
         received_at=at,
         vendor=vendor,
         content_type="application/json",
-        sha256=hashlib.sha256(body).hexdigest(),
-        size=len(body),
         delivery_id=delivery_id,
-        delivery_id_source="receiver",
-        signature_verified=False,
     )
     store.put(key, body, meta)
     return key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,15 +59,12 @@ def test_a_stray_object_under_raw_is_ignored_not_fatal(pg_url: str, tmp_path: Pa
     store.put(
         "raw/oura/dt=2026-11-30/hour=12/copied-by-hand.json",
         body,
-        ObjectMeta(
+        ObjectMeta.of_body(
+            body,
             received_at=T0,
             vendor="oura",
             content_type="application/json",
-            sha256=hashlib.sha256(body).hexdigest(),
-            size=2,
             delivery_id="d",
-            delivery_id_source="receiver",
-            signature_verified=False,
         ),
     )
     with connect(pg_url) as conn:

@@ -4,7 +4,6 @@ quarantine column (Postgres text and jsonb refuse NUL)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -217,15 +216,12 @@ def landed(
 ) -> LandedFile:
     ext = "form" if vendor == "withings" and not body.startswith((b"{", b"[")) else "json"
     received = NOW - timedelta(minutes=5)
-    meta = ObjectMeta(
+    meta = ObjectMeta.of_body(
+        body,
         received_at=received,
         vendor=vendor,
         content_type="application/json",
-        sha256=hashlib.sha256(body).hexdigest(),
-        size=len(body),
         delivery_id="delivery-1",
-        delivery_id_source="receiver",
-        signature_verified=False,
         headers=headers,
         context=context,
     )
