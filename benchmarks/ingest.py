@@ -57,7 +57,7 @@ from landing.keys import new_key
 from landing.local_store import META_SUFFIX
 from landing.store import ObjectMeta, open_store
 from warehouse.migrate import apply_migrations
-from warehouse.postgres import Connection, connect, redact_url, url_with_database
+from warehouse.postgres import Connection, connect, display_url, url_with_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "examples"
@@ -503,7 +503,7 @@ def main() -> None:
         return
     psql = _psql()
     with open_run(args.database_url, work_root=args.work_dir) as run:
-        print(f"database {run.database} on {redact_url(args.database_url)}, folder {run.work}")
+        print(f"database {run.database} on {display_url(args.database_url)}, folder {run.work}")
         apply_migrations(run.db_url)
         landed = land_files(
             run.work / "landing",

@@ -48,7 +48,7 @@ import orjson
 from landing.store import open_store
 from ops.verify import verify
 from warehouse.migrate import apply_migrations
-from warehouse.postgres import connect, redact_url, url_with_database
+from warehouse.postgres import connect, display_url, url_with_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
@@ -425,7 +425,7 @@ def main() -> None:
     try:
         db_url = url_with_database(args.database_url, database)
         apply_migrations(db_url)
-        print(f"database {database} on {redact_url(args.database_url)}, folder {work}")
+        print(f"database {database} on {display_url(args.database_url)}, folder {work}")
         ok = soak(args, work, db_url)
     finally:
         _admin(args.database_url, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

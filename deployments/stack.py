@@ -66,7 +66,7 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
     migrate()
     # Flow runs run in child processes of the runner: hand them the resolved database. The
     # receiver gets none of the pipeline's variables (it needs neither Postgres nor Prefect).
-    os.environ.setdefault("BIOBRIDGE_DATABASE_URL", database_url())
+    os.environ.setdefault("BIOBRIDGE_DATABASE_URL", database_url().get_secret_value())
     receiver_env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ONLY_ENV}
     api = f"http://127.0.0.1:{prefect_port}/api"
     with ExitStack() as stack:

@@ -8,10 +8,10 @@ import adbc_driver_manager
 
 from warehouse.errors import DatabaseError
 from warehouse.migrate import pending_migrations
-from warehouse.postgres import connect, redact_text, redact_url, with_connect_timeout
+from warehouse.postgres import Dsn, connect, display_url, with_connect_timeout
 
 
-def database_health(url: str, *, timeout_s: int = 5) -> dict[str, Any]:
+def database_health(url: Dsn, *, timeout_s: int = 5) -> dict[str, Any]:
     """A real round trip to the database at `url`; never raises, never shows a password.
 
     Returns `ok`, `reachable`, `database` (the URL, redacted), `server_version`,
@@ -20,7 +20,7 @@ def database_health(url: str, *, timeout_s: int = 5) -> dict[str, Any]:
     report: dict[str, Any] = {
         "ok": False,
         "reachable": False,
-        "database": redact_url(url),
+        "database": display_url(url),
         "server_version": None,
         "pending_migrations": None,
         "error": None,
@@ -35,7 +35,7 @@ def database_health(url: str, *, timeout_s: int = 5) -> dict[str, Any]:
             pending = pending_migrations(conn)
             conn.rollback()
     except (DatabaseError, adbc_driver_manager.Error) as exc:
-        report["error"] = redact_text(str(exc), url)
+        report["error"] = str(exc)  # connect() masks the password
         return report
     report["pending_migrations"] = pending
     if pending:

@@ -17,15 +17,14 @@ from landing.store import ObjectStore, StoreError
 from ops.database_health import database_health
 from tasks.discover import get_cursor
 from warehouse.errors import DatabaseError
-from warehouse.ledger import Connection
-from warehouse.postgres import connect, redact_text, with_connect_timeout
+from warehouse.postgres import Connection, Dsn, connect, one_row, with_connect_timeout
 
 # How far back the store is listed for objects discovery has not recorded yet, at most.
 LOOKBACK = timedelta(hours=24)
 
 
 def pipeline_health(
-    url: str,
+    url: Dsn,
     store: ObjectStore | Callable[[], ObjectStore],
     *,
     max_pending_age: timedelta,
@@ -59,7 +58,7 @@ def pipeline_health(
                     conn, opened if store_report["ok"] else None, vendors, now
                 )
         except (DatabaseError, adbc_driver_manager.Error) as exc:
-            problems.append(f"database: {redact_text(str(exc), url)}")
+            problems.append(f"database: {exc}")  # connect() masks the password
 
     backlog, loads = report["backlog"], report["loads"]
     if backlog and backlog["oldest_age_s"] is not None:
@@ -115,7 +114,7 @@ def _loads(conn: Connection) -> dict[str, Any]:
         row = cur.fetchone()
         out["last_finished_status"] = None if row is None else row[0]
         cur.execute("SELECT count(*) FROM biobridge.loads WHERE status = 'running'")
-        out["running"] = int(cur.fetchone()[0])
+        out["running"] = int(one_row(cur)[0])
     conn.rollback()
     return out
 
@@ -129,7 +128,7 @@ def _backlog(
             "SELECT count(*) FILTER (WHERE state = 'pending'), "
             "count(*) FILTER (WHERE state = 'deferred') FROM biobridge.landed_files"
         )
-        pending, deferred = cur.fetchone()
+        pending, deferred = one_row(cur)
         cur.execute(
             "SELECT object_key, received_at FROM biobridge.landed_files WHERE state = 'pending' "
             "ORDER BY received_at, object_key LIMIT 1"

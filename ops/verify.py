@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -31,7 +31,7 @@ from landing.keys import RAW_PREFIX, VENDORS, hour_prefixes, parse_key
 from landing.store import ObjectStore
 from ops.verify_rows import RowTally, check_loaded_files
 from tasks.discover import SETTLE
-from warehouse.ledger import Connection
+from warehouse.postgres import Connection, one_row
 
 # Twice the default ingest interval (60 s): a discovery run may be in flight or just missed.
 DEFAULT_GRACE = timedelta(seconds=120)
@@ -241,7 +241,7 @@ def _stage_listing(
 ) -> None:
     """List the window's objects into `pg_temp.bb_verify_objects`; odd keys are discrepancies."""
     start = received_from or datetime.min.replace(tzinfo=UTC)
-    mode = "replace"
+    mode: Literal["replace", "append"] = "replace"
     with conn.cursor() as cur:
         for vendor in report.vendors:
             keys = _listing(store, vendor, received_from=received_from, until=until)
@@ -358,7 +358,7 @@ def _check_row_lineage(
         rows = cur.fetchall()
         if unbounded:
             cur.execute("SELECT count(*) FROM public.biometric_events WHERE source_key IS NULL")
-            report.legacy_rows = int(cur.fetchone()[0])
+            report.legacy_rows = int(one_row(cur)[0])
     for lineage, no_load, key, load_id, state, count, row_id in rows:
         example = f"{count} row(s), e.g. id={row_id}"
         if lineage == "orphan_row":
@@ -393,7 +393,7 @@ def _check_duplicates(conn: Connection, report: VerifyReport) -> None:
         if row is not None and row[0] and row[1] == "user_id,device_type,metric_type,timestamp":
             return
         cur.execute(_DUPLICATES)
-        report.duplicate_keys = int(cur.fetchone()[0])
+        report.duplicate_keys = int(one_row(cur)[0])
     report.add(
         "no_unique_index",
         "public.biometric_events",

@@ -23,7 +23,7 @@ from landing.store import ObjectNotFound, ObjectStore, StoreError, StoreUnavaila
 from schemas.staging import STAGED_ROW
 from tasks.batch import plan_batch
 from tasks.read import LandedFile, fetch_objects
-from warehouse.ledger import Connection
+from warehouse.postgres import Connection
 
 STAGE_COLUMNS = [name for name in STAGED_ROW.names if name not in ("metadata", "load_id")]
 """The staged row's columns a check needs: the key, the value and the lineage."""

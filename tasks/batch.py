@@ -21,7 +21,8 @@ from schemas.staging import FILE_RESULT, QUARANTINE_ENTRY, STAGED_ROW
 from tasks.flatten import Flattened, FlattenInput, Issue, flatten_many, is_pointer, resource_of
 from tasks.load import apply_batch, dedupe_newest, stage_batch
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
-from warehouse.ledger import Connection, claim_pending
+from warehouse.ledger import claim_pending
+from warehouse.postgres import Connection
 
 log = logging.getLogger(__name__)
 _INDEX = re.compile(r"\[\d+\]")

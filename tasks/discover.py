@@ -16,7 +16,8 @@ from itertools import islice
 from landing.keys import RAW_PREFIX, hour_prefixes
 from landing.settings import Settings
 from landing.store import ObjectStore
-from warehouse.ledger import Connection, record_discovered
+from warehouse.ledger import record_discovered
+from warehouse.postgres import Connection
 
 CHUNK = 20_000
 

@@ -9,15 +9,12 @@ leaves every file either fully loaded or still pending.
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
 import pyarrow as pa
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
 from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
-
-Connection = Any  # adbc_driver_manager.dbapi.Connection (untyped upstream)
+from warehouse.postgres import Connection, one_row
 
 UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock of the upsert
 """Upserts take this transaction-scoped advisory lock: one at a time per database, across
@@ -102,11 +99,11 @@ def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCo
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
         cur.execute(_UPSERT)
-        inserted, updated = (int(n) for n in cur.fetchone())
+        inserted, updated = (int(n) for n in one_row(cur))
         cur.execute(_QUARANTINE)
         cur.execute(_LEDGER, (load_id,))
         cur.execute("SELECT count(*) FROM pg_temp.bb_stage")
-        (staged,) = cur.fetchone()
+        (staged,) = one_row(cur)
         counts.rows_staged = int(staged)
         counts.rows_inserted = inserted
         counts.rows_updated = updated

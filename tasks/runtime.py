@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import SecretStr
+
 from landing.settings import get_settings
 from landing.store import ObjectStore, open_store
 from tasks.settings import get_pipeline_settings
@@ -15,8 +17,8 @@ from warehouse.postgres import resolve_database_url
 
 
 @lru_cache(maxsize=1)
-def database_url() -> str:
-    """The pipeline's Postgres URL for this process (contains credentials: never log it)."""
+def database_url() -> SecretStr:
+    """The pipeline's Postgres URL for this process, wrapped until `connect` opens it."""
     return resolve_database_url(get_pipeline_settings())
 
 

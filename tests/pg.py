@@ -21,7 +21,7 @@ import pytest
 from warehouse.embedded_pg import start_embedded_postgres, stop_embedded_postgres
 from warehouse.errors import DatabaseError
 from warehouse.migrate import apply_migrations
-from warehouse.postgres import connect, redact_url, url_with_database, with_connect_timeout
+from warehouse.postgres import connect, display_url, url_with_database, with_connect_timeout
 
 TEST_DATABASE_URL_ENV = "BIOBRIDGE_TEST_DATABASE_URL"
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -56,7 +56,7 @@ def pg_server_url() -> Iterator[str]:
         connect(with_connect_timeout(url, 3)).close()
     except DatabaseError as exc:
         if configured:
-            pytest.fail(f"{TEST_DATABASE_URL_ENV}={redact_url(url)} is unreachable: {exc}")
+            pytest.fail(f"{TEST_DATABASE_URL_ENV}={display_url(url)} is unreachable: {exc}")
     else:
         yield url
         return

@@ -76,7 +76,7 @@ def wait_gone(pid: int, timeout_s: float = 10) -> None:
 
 def test_start_reuse_and_stop(data_dir: Path) -> None:
     settings = PipelineSettings(data_dir=data_dir, database_url=None)
-    url = resolve_database_url(settings)
+    url = resolve_database_url(settings).get_secret_value()
     pgdata = data_dir / "postgres"
     assert url == f"postgresql://postgres:@/postgres?host={pgdata}"
     user, database, version = query(
@@ -98,7 +98,7 @@ def test_start_reuse_and_stop(data_dir: Path) -> None:
 def test_configured_url_wins(tmp_path: Path) -> None:
     secret = "postgresql://app:pw@db.example:5432/biobridge"
     settings = PipelineSettings(data_dir=tmp_path, database_url=SecretStr(secret))
-    assert resolve_database_url(settings) == secret
+    assert resolve_database_url(settings).get_secret_value() == secret
     assert not (tmp_path / "postgres").exists()
 
 

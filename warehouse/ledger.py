@@ -11,14 +11,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 import pyarrow as pa
 
 from landing.keys import KeyParts, parse_key
 from schemas.loads import LoadRecord
+from warehouse.postgres import Connection, Dsn, one_row
 
-Connection = Any  # adbc_driver_manager.dbapi.Connection (untyped upstream)
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +40,7 @@ ABANDONED = (
 
 
 @contextmanager
-def load_liveness(url: str, load_id: int) -> Iterator[None]:
+def load_liveness(url: Dsn, load_id: int) -> Iterator[None]:
     """Hold a session advisory lock for `load_id` while the run is alive.
 
     If the process dies the lock goes with its connection, and the next run can tell that the
@@ -66,7 +66,7 @@ def close_abandoned_loads(conn: Connection) -> int:
             cur.execute(
                 "SELECT pg_try_advisory_xact_lock($1::int, $2::int)", (LOAD_LOCK_CLASS, load_id)
             )
-            (free,) = cur.fetchone()
+            (free,) = one_row(cur)
             if free:
                 cur.execute(
                     "UPDATE biobridge.loads SET status = 'failed', finished_at = now(), "
@@ -86,7 +86,7 @@ def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_ver
             "VALUES ($1, $2, $3) RETURNING load_id",
             (flow_run_id, kind, code_version),
         )
-        (load_id,) = cur.fetchone()
+        (load_id,) = one_row(cur)
     conn.commit()
     return int(load_id)
 
@@ -104,7 +104,7 @@ def finish_load(
             (load_id, status, error, drift),
         )
         cur.execute("SELECT * FROM biobridge.loads WHERE load_id = $1", (load_id,))
-        row: LoadRecord = cur.fetch_arrow_table().to_pylist()[0]
+        row = cast(LoadRecord, cur.fetch_arrow_table().to_pylist()[0])
     conn.commit()
     return row
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import adbc_driver_manager
 from adbc_driver_manager.dbapi import Cursor
+from pydantic import SecretStr
 
 import schemas
 from warehouse.errors import MigrationError
-from warehouse.postgres import Connection, connect, redact_url
+from warehouse.postgres import Connection, Dsn, connect
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def discover_migrations(folder: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [migrations[v] for v in sorted(migrations)]
 
 
-def apply_migrations(target: str | Connection, *, folder: Path = MIGRATIONS_DIR) -> list[str]:
+def apply_migrations(target: Dsn | Connection, *, folder: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply the pending migrations of `folder`; return the file names applied, in order.
 
     Takes a URL (connects and closes) or an open connection (its pending transaction is
@@ -87,7 +88,7 @@ def apply_migrations(target: str | Connection, *, folder: Path = MIGRATIONS_DIR)
     Raises:
         MigrationError: a file failed (rolled back), or an applied file has changed since.
     """
-    if isinstance(target, str):
+    if isinstance(target, str | SecretStr):
         with closing(connect(target)) as conn:
             return _apply(conn, discover_migrations(folder))
     return _apply(target, discover_migrations(folder))
@@ -215,7 +216,7 @@ def _unlock(conn: Connection, cur: Cursor) -> None:
         cur.fetchall()
         conn.commit()
     except adbc_driver_manager.Error as exc:
-        log.warning("migration lock not released explicitly: %s", redact_url(str(exc)))
+        log.warning("migration lock not released explicitly: %s", exc)
 
 
 def _server_message(message: str) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from typing import Any, Protocol, overload
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_manager
-from adbc_driver_manager.dbapi import Connection as Connection  # re-exported for callers
+from adbc_driver_manager.dbapi import Connection as Connection  # the one Connection type
+from adbc_driver_manager.dbapi import Cursor
 from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from warehouse.embedded_pg import start_embedded_postgres
 from warehouse.errors import PermanentDatabaseError, TransientDatabaseError
@@ -33,8 +35,8 @@ TRANSIENT_MARKERS = (
     "timeout expired",
 )
 
-_URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#\s]*):(?P<password>\S+)@")
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.I)
+Dsn = str | SecretStr
+"""A connection URL. The configured one stays a SecretStr until `connect` opens it."""
 
 
 class DatabaseSettings(Protocol):
@@ -47,28 +49,40 @@ class DatabaseSettings(Protocol):
     def data_dir(self) -> Path: ...
 
 
-def resolve_database_url(settings: DatabaseSettings) -> str:
+def resolve_database_url(settings: DatabaseSettings) -> SecretStr:
     """The configured `database_url`, else the URI of the embedded server under `data_dir`.
 
-    The result may hold a password: pass it to `connect`, never to a log line (see `redact_url`).
+    Still wrapped: `connect` unwraps it; a message shows it through `display_url`.
     """
     if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    return start_embedded_postgres(settings.data_dir)
+        return settings.database_url
+    return SecretStr(start_embedded_postgres(settings.data_dir))
 
 
-def connect(url: str, *, autocommit: bool = False) -> Connection:
+def connect(url: Dsn, *, autocommit: bool = False) -> Connection:
     """An ADBC DB-API connection; failures raise Transient/PermanentDatabaseError, password-free.
 
     Autocommit is off by default, as in ADBC: call `commit()`. Close cursors before the connection.
     """
+    raw = _reveal(url)
     try:
-        conn: Connection = dbapi.connect(url, autocommit=autocommit)
+        conn: Connection = dbapi.connect(raw, autocommit=autocommit)
         return conn
     except adbc_driver_manager.Error as exc:
         error = TransientDatabaseError if is_transient(exc) else PermanentDatabaseError
-        message = f"could not connect to {redact_url(url)}: {redact_text(str(exc), url)}"
+        reason = str(exc)  # libpq names host and port, never the password; mask it anyway
+        if password := _password(raw):
+            reason = reason.replace(password, "***")
+        message = f"could not connect to {display_url(raw)}: {reason}"
         raise error(message, sqlstate=exc.sqlstate) from None
+
+
+def one_row(cur: Cursor) -> tuple[Any, ...]:
+    """The row of a statement that always returns exactly one (an aggregate, a RETURNING)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("expected one row, the statement returned none")
+    return row
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -90,17 +104,26 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in message for marker in TRANSIENT_MARKERS)
 
 
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***` (URI user info, `password=` parameters)."""
-    url = _URI_PASSWORD.sub(r"\g<head>:***@", url)
-    return _KEYWORD_PASSWORD.sub(r"\g<head>***", url)
+def display_url(url: Dsn) -> str:
+    """`url` fit for a message or a log line: SQLAlchemy's rendering with the password masked
+    (also a `password` query parameter); a key=value string is not shown at all."""
+    raw = _reveal(url)
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        return "(a key=value connection string)"
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.render_as_string(hide_password=True)
 
 
-def redact_text(text: str, url: str) -> str:
-    """`text` (an error message) without the password of `url`, in any form it may appear."""
-    for password in _passwords(url):
-        text = text.replace(password, "***")
-    return redact_url(text)
+def _password(raw: str) -> str | None:
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        return None
+    query_password = parsed.query.get("password")
+    return parsed.password or (query_password if isinstance(query_password, str) else None)
 
 
 def url_with_database(url: str, database: str) -> str:
@@ -108,15 +131,30 @@ def url_with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(
-            f"expected a postgresql:// URI, found {redact_url(url)!r}: "
+            f"expected a postgresql:// URI, found {display_url(url)!r}: "
             "key=value connection strings are not supported here"
         )
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "dbname"]
     return urlunsplit(parts._replace(path=f"/{database}", query=urlencode(query, safe="/")))
 
 
-def with_connect_timeout(url: str, seconds: int) -> str:
-    """The URI `url` with libpq's `connect_timeout` set, unless it already has one."""
+@overload
+def with_connect_timeout(url: str, seconds: int) -> str: ...
+@overload
+def with_connect_timeout(url: SecretStr, seconds: int) -> SecretStr: ...
+def with_connect_timeout(url: Dsn, seconds: int) -> Dsn:
+    """The URI `url` with libpq's `connect_timeout` set, unless it already has one (a wrapped
+    URL stays wrapped)."""
+    if isinstance(url, SecretStr):
+        return SecretStr(_with_connect_timeout(url.get_secret_value(), seconds))
+    return _with_connect_timeout(url, seconds)
+
+
+def _reveal(url: Dsn) -> str:
+    return url.get_secret_value() if isinstance(url, SecretStr) else url
+
+
+def _with_connect_timeout(url: str, seconds: int) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     if parts.scheme not in ("postgresql", "postgres") or any(
@@ -125,16 +163,3 @@ def with_connect_timeout(url: str, seconds: int) -> str:
         return url
     query.append(("connect_timeout", str(seconds)))
     return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
-
-
-def _passwords(url: str) -> list[str]:
-    found: list[str] = []
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            found.append(parts.password)
-        found += [value for key, value in parse_qsl(parts.query) if key == "password"]
-    except ValueError:
-        pass  # not a URI: the keyword pattern of redact_url still applies
-    found += [unquote(p) for p in found]
-    return sorted({p for p in found if p}, key=len, reverse=True)
