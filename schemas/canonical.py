@@ -16,22 +16,16 @@ import polars as pl
 from pandera.engines import polars_engine as pe
 
 from schemas.catalogue import CATALOGUE
+from schemas.vendors import REGISTRY as VENDOR_REGISTRY
+from schemas.vendors.records import MAX_USER_ID_LENGTH
 
-VENDOR_DEVICE_TYPES: tuple[str, ...] = (
-    "oura",
-    "whoop",
-    "garmin",
-    "fitbit",
-    "withings",
-    "polar",
-    "apple_health",
-)
 GENERIC_DEVICE_TYPE = "generic"
 """Device of a generic-shape body posted to ``/webhooks/generic``: the sender did not say."""
 
-DEVICE_TYPES: tuple[str, ...] = (*VENDOR_DEVICE_TYPES, GENERIC_DEVICE_TYPE)
+DEVICE_TYPES: tuple[str, ...] = tuple(VENDOR_REGISTRY)
+"""Every vendor is a device type (`schemas.vendors.REGISTRY`); `generic` is the last."""
+VENDOR_DEVICE_TYPES: tuple[str, ...] = tuple(d for d in DEVICE_TYPES if d != GENERIC_DEVICE_TYPE)
 
-MAX_USER_ID_LENGTH = 256
 EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
 """A stamp more than this after "now" is a sender bug (ms read as s, a wrong year): quarantined."""

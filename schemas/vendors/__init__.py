@@ -4,8 +4,9 @@ Pandera validates frames, not nested JSON: each flattener first normalises a pay
 `RecordFrame` (one row per record: who and when) and a `ValueFrame` (one row per vendor value),
 then validates both with ``lazy=True`` and quarantines exactly the failing rows.
 
-Each vendor module defines NAME (its route name) and its models; `REGISTRY` lists one per line.
-A test pins it to `landing.keys.VENDORS` (schemas import nothing of ours, so it cannot derive).
+Each vendor module defines NAME (its route name) and its models; `REGISTRY` has one line per
+vendor. A test pins it to `landing.keys.VENDORS` (schemas import nothing of ours, so it cannot
+derive from it).
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from types import MappingProxyType, ModuleType
 
 from schemas.vendors import apple_health, garmin, generic
 
-_MODULES: tuple[ModuleType, ...] = (
-    garmin,
-    apple_health,
-    generic,
+REGISTRY: Mapping[str, ModuleType | None] = MappingProxyType(
+    {
+        "oura": None,
+        "whoop": None,
+        "garmin": garmin,
+        "fitbit": None,
+        "withings": None,
+        "polar": None,
+        "apple_health": apple_health,
+        "generic": generic,
+    }
 )
-
-REGISTRY: Mapping[str, ModuleType] = MappingProxyType({m.NAME: m for m in _MODULES})
-"""Vendor -> the module of its payload models (vendors that only send pointers have none yet)."""
+"""Vendor -> the module of its payload models; None while a vendor only sends pointers (no
+models yet). Its keys are the device types the canonical row accepts."""

@@ -13,9 +13,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine as pe
 
-from schemas.canonical import MAX_USER_ID_LENGTH
-
 EXCERPT_LENGTH = 200
+MAX_USER_ID_LENGTH = 256
 
 
 class RecordFrame(pa.DataFrameModel):
