@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from schemas.canonical import ROW_COLUMNS
-from tasks.flatten import apple_health, garmin, generic
+from tasks.flatten import apple_health, fitbit, garmin, generic, oura, polar, whoop, withings
 from tasks.flatten.common import Flattened, FlattenInput, Issue
 from tasks.flatten.resources import NOTIFICATION, UnrecognisedBody, resource_of
 
@@ -57,6 +57,12 @@ FLATTENERS: Mapping[tuple[str, str], Flattener] = MappingProxyType(
         ("garmin", "push"): garmin.flatten_batch,
         ("apple_health", "hae"): apple_health.flatten_batch,
         **dict.fromkeys(_POINTER_RESOURCES, _no_rows),
+        # documents fetched from the pointer vendors' APIs
+        **{("oura", resource): oura.flatten_batch for resource in oura.RESOURCES},
+        **{("whoop", resource): whoop.flatten_batch for resource in whoop.RESOURCES},
+        **{("fitbit", resource): fitbit.flatten_batch for resource in fitbit.RESOURCES},
+        **{("withings", resource): withings.flatten_batch for resource in withings.RESOURCES},
+        **{("polar", resource): polar.flatten_batch for resource in polar.RESOURCES},
     }
 )
 """(vendor, resource) -> the batch flattener of that body kind."""

@@ -147,6 +147,13 @@ def _walk(batch: Batch, item: FlattenInput, prefixes: dict[int, str]) -> None:
     batch.add_keyed(record, "data", NO_MAP_ID, data)
 
 
+def is_generic(payload: Any, *, strict: bool = True) -> bool:
+    """Whether `payload` is the generic shape: a `data` object and (`strict`) a user or stamp."""
+    if type(payload) is not dict or type(payload.get("data")) is not dict:
+        return False
+    return not strict or "user_id" in payload or "timestamp" in payload
+
+
 def _device_type(item: FlattenInput) -> Any:
     if item.vendor != "generic":
         return item.vendor

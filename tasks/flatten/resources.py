@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs
 
-NOTIFICATION = "notification"
-"""A pointer (Oura, WHOOP, Fitbit, Withings, Polar): the data must be fetched; no rows."""
+from tasks.flatten import fitbit, oura, polar, whoop, withings
+from tasks.flatten.documents import NOTIFICATION
+from tasks.flatten.generic import is_generic
 
-_OURA_SIGNATURE = "x-oura-signature"
+__all__ = ["NOTIFICATION", "UnrecognisedBody", "resource_of"]
 
 
 class UnrecognisedBody(ValueError):
@@ -36,31 +36,17 @@ def resource_of(vendor: str, payload: Any, headers: Mapping[str, str]) -> str:
     return resource
 
 
-def _is_generic(payload: Any, *, strict: bool = True) -> bool:
-    if type(payload) is not dict or type(payload.get("data")) is not dict:
-        return False
-    return not strict or "user_id" in payload or "timestamp" in payload
-
-
-def _oura(payload: Any, headers: Mapping[str, str]) -> str | None:
-    if _is_generic(payload) and _OURA_SIGNATURE not in headers:
-        return "generic"
-    if type(payload) is dict and {"event_type", "data_type"} <= payload.keys():
-        return NOTIFICATION
-    return None
-
-
 def _apple_health(payload: Any, headers: Mapping[str, str]) -> str | None:
     if type(payload) is not dict or type(payload.get("data")) is not dict:
         return None
     data = payload["data"]
     if "metrics" in data or "workouts" in data:
         return "hae"
-    return "generic" if _is_generic(payload) else "hae"
+    return "generic" if is_generic(payload) else "hae"
 
 
 def _generic(payload: Any, headers: Mapping[str, str]) -> str | None:
-    return "generic" if _is_generic(payload, strict=False) else None
+    return "generic" if is_generic(payload, strict=False) else None
 
 
 def _garmin(payload: Any, headers: Mapping[str, str]) -> str | None:
@@ -72,44 +58,14 @@ def _garmin(payload: Any, headers: Mapping[str, str]) -> str | None:
     return "push"
 
 
-def _whoop(payload: Any, headers: Mapping[str, str]) -> str | None:
-    if type(payload) is dict and {"type", "id"} <= payload.keys():
-        return NOTIFICATION
-    return None
-
-
-def _fitbit(payload: Any, headers: Mapping[str, str]) -> str | None:
-    if type(payload) is list and all(
-        type(item) is dict and "collectionType" in item for item in payload
-    ):
-        return NOTIFICATION
-    return None
-
-
-def _withings(payload: Any, headers: Mapping[str, str]) -> str | None:
-    if isinstance(payload, bytes | bytearray):
-        payload = payload.decode("utf-8", errors="replace")
-    if type(payload) is str:
-        payload = parse_qs(payload)
-    if type(payload) is dict and "userid" in payload:
-        return NOTIFICATION
-    return None
-
-
-def _polar(payload: Any, headers: Mapping[str, str]) -> str | None:
-    if type(payload) is dict and "event" in payload:
-        return NOTIFICATION
-    return None
-
-
 _DETECTORS: Mapping[str, Callable[[Any, Mapping[str, str]], str | None]] = MappingProxyType(
     {
-        "oura": _oura,
-        "whoop": _whoop,
+        "oura": oura.detect,
+        "whoop": whoop.detect,
         "garmin": _garmin,
-        "fitbit": _fitbit,
-        "withings": _withings,
-        "polar": _polar,
+        "fitbit": fitbit.detect,
+        "withings": withings.detect,
+        "polar": polar.detect,
         "apple_health": _apple_health,
         "generic": _generic,
     }
@@ -117,13 +73,18 @@ _DETECTORS: Mapping[str, Callable[[Any, Mapping[str, str]], str | None]] = Mappi
 
 _EXPECTED: Mapping[str, str] = MappingProxyType(
     {
-        "oura": "a pointer {event_type, data_type, object_id, user_id} or, unsigned, the "
-        "generic shape {user_id, timestamp, data: {...}}",
-        "whoop": "a pointer {user_id, id, type, trace_id}",
+        "oura": "a pointer {event_type, data_type, object_id, user_id}, a fetched document "
+        "(or a page {data: [...]}) or, unsigned, the generic shape {user_id, timestamp, "
+        "data: {...}}",
+        "whoop": "a pointer {user_id, id, type, trace_id} or a fetched record (or a page "
+        "{records: [...]})",
         "garmin": "an object of summary lists {<summaryType>: [...]} (push or ping)",
-        "fitbit": "a list of pointers [{collectionType, date, ownerId, ...}]",
-        "withings": "a form pointer userid=...&appli=...&startdate=...&enddate=...",
-        "polar": "a pointer {event, user_id, timestamp, url} or a PING",
+        "fitbit": "a list of pointers [{collectionType, date, ownerId, ...}] or a fetched "
+        "summary {activities-heart|hrv|tempSkin|tempCore: [...]}",
+        "withings": "a form pointer userid=...&appli=...&startdate=...&enddate=... or a "
+        "Getmeas page {status, body: {measuregrps: [...]}}",
+        "polar": "a pointer {event, user_id, timestamp, url}, a PING, or a fetched exercise "
+        "or night",
         "apple_health": 'a Health Auto Export body {"data": {"metrics": [...], '
         '"workouts": [...]}} or the generic shape',
         "generic": "the generic shape {user_id, timestamp, data: {...}}",
