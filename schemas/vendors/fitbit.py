@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from schemas.vendors.fetched import FetchedRecord, FetchedValue
 
+NAME = "fitbit"
+
 LOCAL_STAMP_EXPECTED = "a local date-time YYYY-MM-DDTHH:MM:SS (or a YYYY-MM-DD date)"
 
 

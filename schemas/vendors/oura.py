@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from schemas.vendors.fetched import FetchedRecord, FetchedValue
 
+NAME = "oura"
+
 
 class OuraRecord(FetchedRecord):
     """One Oura document (or page element), or one sample series of a sleep."""

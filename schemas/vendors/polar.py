@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from schemas.vendors.fetched import FetchedRecord, FetchedValue
 
+NAME = "polar"
+
 LOCAL_STAMP_EXPECTED = "a device-local date-time YYYY-MM-DDTHH:MM:SS"
 DURATION_EXPECTED = "an ISO 8601 duration such as PT1H7M45S or PT45M12.5S"
 

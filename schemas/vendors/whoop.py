@@ -14,6 +14,8 @@ import polars as pl
 
 from schemas.vendors.fetched import FetchedRecord, FetchedValue
 
+NAME = "whoop"
+
 DURATION_FIELD = "end"
 """Source field of a workout's duration (``end - start``)."""
 

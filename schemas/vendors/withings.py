@@ -14,6 +14,8 @@ import polars as pl
 
 from schemas.vendors.fetched import FetchedRecord, FetchedValue
 
+NAME = "withings"
+
 MAX_EXPONENT = 30
 """Withings scales by small powers of ten (-3 ... 3 in practice)."""
 

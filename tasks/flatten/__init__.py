@@ -57,12 +57,13 @@ FLATTENERS: Mapping[tuple[str, str], Flattener] = MappingProxyType(
         ("garmin", "push"): garmin.flatten_batch,
         ("apple_health", "hae"): apple_health.flatten_batch,
         **dict.fromkeys(_POINTER_RESOURCES, _no_rows),
-        # documents fetched from the pointer vendors' APIs
-        **{("oura", resource): oura.flatten_batch for resource in oura.RESOURCES},
-        **{("whoop", resource): whoop.flatten_batch for resource in whoop.RESOURCES},
-        **{("fitbit", resource): fitbit.flatten_batch for resource in fitbit.RESOURCES},
-        **{("withings", resource): withings.flatten_batch for resource in withings.RESOURCES},
-        **{("polar", resource): polar.flatten_batch for resource in polar.RESOURCES},
+        # documents fetched from the pointer vendors' APIs (their pointers are above)
+        **{
+            (module.NAME, resource): flattener
+            for module in (oura, whoop, fitbit, withings, polar)
+            for resource, flattener in module.RESOURCES.items()
+            if flattener is not None
+        },
     }
 )
 """(vendor, resource) -> the batch flattener of that body kind."""

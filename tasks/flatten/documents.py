@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Final
 
 import pandera.polars
 import polars as pl
@@ -36,8 +36,12 @@ from tasks.flatten.common import (
     value_issue,
 )
 
-NOTIFICATION = "notification"
+NOTIFICATION: Final = "notification"
 """A pointer (Oura, WHOOP, Fitbit, Withings, Polar): the data must be fetched; no rows."""
+POINTER: Final = None
+"""`RESOURCES` value of a pointer resource: no rows (same name as main's `model.POINTER`)."""
+Flattener = Callable[[Sequence[FlattenInput]], Flattened]
+"""A vendor's batch flattener (same name as main's `model.Flattener`)."""
 CONTEXT_USER = "context.user_id"
 NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
 """Device-local date-times without an offset (Polar ``start-time``, Fitbit ``tempCore``)."""

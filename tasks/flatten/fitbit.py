@@ -26,8 +26,10 @@ from tasks.flatten.common import (
 from tasks.flatten.documents import (
     CONTEXT_USER,
     NOTIFICATION,
+    POINTER,
     DocumentBatch,
     DocumentSpec,
+    Flattener,
     build_mapping,
     context_user,
     element_issue,
@@ -35,6 +37,13 @@ from tasks.flatten.documents import (
     flatten_each,
     walk_fields,
 )
+
+NAME = "fitbit"
+EXPECTED = (
+    "a list of pointers [{collectionType, date, ownerId, ...}] or a fetched summary "
+    "{activities-heart|hrv|tempSkin|tempCore: [...]}"
+)
+"""What `detect` recognises (the reason of an unrecognised body)."""
 
 USER_FIX = "the fetch stage must pass the notification's ownerId as context user_id"
 IMPERIAL_LANGUAGE = "en_US"
@@ -101,7 +110,6 @@ SPECS: Mapping[str, DocumentSpec] = MappingProxyType(
 )
 """Spec key (resource, ``+ IMPERIAL`` where US units differ) -> how its entries map."""
 
-RESOURCES: tuple[str, ...] = tuple(BODY_KEYS)
 _IDS, MAPPING = build_mapping(SPECS)
 MAP_ID: Mapping[str, Mapping[str, int]] = MappingProxyType(_IDS)
 
@@ -116,6 +124,12 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
     """Flatten Fitbit summaries: one record per dated entry, one value per field."""
     batch = flatten_each(items, _walk)
     return finish(batch, record_model=FitbitRecord, value_model=FitbitValue, mapping=MAPPING)
+
+
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {**dict.fromkeys(BODY_KEYS, flatten_batch), NOTIFICATION: POINTER}
+)
+"""Resource -> its batch flattener; a notification only points at data (POINTER: no rows)."""
 
 
 def _walk(batch: DocumentBatch, item: FlattenInput) -> None:

@@ -147,7 +147,7 @@ def _walk(batch: Batch, item: FlattenInput, prefixes: dict[int, str]) -> None:
     batch.add_keyed(record, "data", NO_MAP_ID, data)
 
 
-def is_generic(payload: Any, *, strict: bool = True) -> bool:
+def is_generic_shape(payload: Any, *, strict: bool = True) -> bool:
     """Whether `payload` is the generic shape: a `data` object and (`strict`) a user or stamp."""
     if type(payload) is not dict or type(payload.get("data")) is not dict:
         return False

@@ -18,8 +18,10 @@ from tasks.flatten.common import Flattened, FlattenInput, Target
 from tasks.flatten.documents import (
     CONTEXT_USER,
     NOTIFICATION,
+    POINTER,
     DocumentBatch,
     DocumentSpec,
+    Flattener,
     build_mapping,
     context_user,
     contributors,
@@ -30,7 +32,15 @@ from tasks.flatten.documents import (
     page_elements,
     walk_fields,
 )
-from tasks.flatten.generic import is_generic
+from tasks.flatten.generic import RESOURCE, is_generic_shape
+from tasks.flatten.generic import flatten_batch as generic_batch
+
+NAME = "oura"
+EXPECTED = (
+    "a pointer {event_type, data_type, object_id, user_id}, a fetched document (or a "
+    "page {data: [...]}) or, unsigned, the generic shape {user_id, timestamp, data: {...}}"
+)
+"""What `detect` recognises (the reason of an unrecognised body)."""
 
 USER_FIX = "the fetch stage must pass the notification's user_id as context"
 SIGNATURE_HEADER = "x-oura-signature"
@@ -149,7 +159,6 @@ SAMPLES: Mapping[str, Mapping[str, Target]] = MappingProxyType(
 )
 """Resource -> its sample series fields."""
 
-RESOURCES: tuple[str, ...] = tuple(SPECS)
 
 _SERIES_KEY = "#series"
 _IDS, MAPPING = build_mapping(
@@ -170,6 +179,12 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
     """Flatten Oura documents and pages: one record per document, one value per field."""
     batch = flatten_each(items, _walk)
     return finish(batch, record_model=OuraRecord, value_model=OuraValue, mapping=MAPPING)
+
+
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {**dict.fromkeys(SPECS, flatten_batch), NOTIFICATION: POINTER, RESOURCE: generic_batch}
+)
+"""Resource -> its batch flattener; a notification only points at data (POINTER: no rows)."""
 
 
 def _walk(batch: DocumentBatch, item: FlattenInput) -> None:
@@ -266,7 +281,7 @@ def detect(payload: Any, headers: Mapping[str, str]) -> str | None:
     `headers` have lower-case names. A fetched document's resource normally comes from its
     landing metadata; this only recognises the shapes that are unambiguous.
     """
-    if is_generic(payload) and SIGNATURE_HEADER not in headers:
+    if is_generic_shape(payload) and SIGNATURE_HEADER not in headers:
         return "generic"
     if type(payload) is not dict:
         return None

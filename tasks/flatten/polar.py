@@ -29,8 +29,10 @@ from tasks.flatten.common import Flattened, FlattenInput, Issue, Target
 from tasks.flatten.documents import (
     CONTEXT_USER,
     NOTIFICATION,
+    POINTER,
     DocumentBatch,
     DocumentSpec,
+    Flattener,
     build_mapping,
     context_user,
     element_issue,
@@ -39,6 +41,10 @@ from tasks.flatten.documents import (
     page_elements,
     walk_fields,
 )
+
+NAME = "polar"
+EXPECTED = "a pointer {event, user_id, timestamp, url}, a PING, or a fetched exercise or night"
+"""What `detect` recognises (the reason of an unrecognised body)."""
 
 USER_FIX = "the fetch stage must pass the notification's user_id as context user_id"
 DURATION_FIELD = "duration"
@@ -127,7 +133,6 @@ SPECS: Mapping[str, DocumentSpec] = MappingProxyType(
 PAGE_KEYS: Mapping[str, str] = MappingProxyType({"sleep": "nights"})
 """Resource -> the key of a list of its documents (``/v3/users/sleep``)."""
 
-RESOURCES: tuple[str, ...] = tuple(SPECS)
 _IDS, MAPPING = build_mapping(SPECS)
 MAP_ID: Mapping[str, Mapping[str, int]] = MappingProxyType(_IDS)
 
@@ -152,6 +157,12 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
         prepare_values=lambda values, records: _with_durations(batch, values),
         describe_extra=_describe_duration,
     )
+
+
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {**dict.fromkeys(SPECS, flatten_batch), NOTIFICATION: POINTER}
+)
+"""Resource -> its batch flattener; a notification only points at data (POINTER: no rows)."""
 
 
 def _walk(batch: PolarBatch, item: FlattenInput) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tasks.flatten import fitbit, oura, polar, whoop, withings
 from tasks.flatten.documents import NOTIFICATION
-from tasks.flatten.generic import is_generic
+from tasks.flatten.generic import is_generic_shape
 
 __all__ = ["NOTIFICATION", "UnrecognisedBody", "resource_of"]
 
@@ -42,11 +42,11 @@ def _apple_health(payload: Any, headers: Mapping[str, str]) -> str | None:
     data = payload["data"]
     if "metrics" in data or "workouts" in data:
         return "hae"
-    return "generic" if is_generic(payload) else "hae"
+    return "generic" if is_generic_shape(payload) else "hae"
 
 
 def _generic(payload: Any, headers: Mapping[str, str]) -> str | None:
-    return "generic" if is_generic(payload, strict=False) else None
+    return "generic" if is_generic_shape(payload, strict=False) else None
 
 
 def _garmin(payload: Any, headers: Mapping[str, str]) -> str | None:
@@ -73,18 +73,12 @@ _DETECTORS: Mapping[str, Callable[[Any, Mapping[str, str]], str | None]] = Mappi
 
 _EXPECTED: Mapping[str, str] = MappingProxyType(
     {
-        "oura": "a pointer {event_type, data_type, object_id, user_id}, a fetched document "
-        "(or a page {data: [...]}) or, unsigned, the generic shape {user_id, timestamp, "
-        "data: {...}}",
-        "whoop": "a pointer {user_id, id, type, trace_id} or a fetched record (or a page "
-        "{records: [...]})",
+        "oura": oura.EXPECTED,
+        "whoop": whoop.EXPECTED,
         "garmin": "an object of summary lists {<summaryType>: [...]} (push or ping)",
-        "fitbit": "a list of pointers [{collectionType, date, ownerId, ...}] or a fetched "
-        "summary {activities-heart|hrv|tempSkin|tempCore: [...]}",
-        "withings": "a form pointer userid=...&appli=...&startdate=...&enddate=... or a "
-        "Getmeas page {status, body: {measuregrps: [...]}}",
-        "polar": "a pointer {event, user_id, timestamp, url}, a PING, or a fetched exercise "
-        "or night",
+        "fitbit": fitbit.EXPECTED,
+        "withings": withings.EXPECTED,
+        "polar": polar.EXPECTED,
         "apple_health": 'a Health Auto Export body {"data": {"metrics": [...], '
         '"workouts": [...]}} or the generic shape',
         "generic": "the generic shape {user_id, timestamp, data: {...}}",

@@ -30,8 +30,10 @@ from tasks.flatten.common import (
 from tasks.flatten.documents import (
     CONTEXT_USER,
     NOTIFICATION,
+    POINTER,
     DocumentBatch,
     DocumentSpec,
+    Flattener,
     build_mapping,
     element_issue,
     finish,
@@ -39,6 +41,12 @@ from tasks.flatten.documents import (
     page_elements,
     walk_fields,
 )
+
+NAME = "whoop"
+EXPECTED = (
+    "a pointer {user_id, id, type, trace_id} or a fetched record (or a page {records: [...]})"
+)
+"""What `detect` recognises (the reason of an unrecognised body)."""
 
 PAGE_KEY = "records"
 SCORED = "SCORED"
@@ -127,7 +135,6 @@ SPECS: Mapping[str, DocumentSpec] = MappingProxyType(
 )
 """Resource -> how its records map (``end`` of a workout: its duration, ``end - start``)."""
 
-RESOURCES: tuple[str, ...] = tuple(SPECS)
 _IDS, MAPPING = build_mapping(SPECS)
 MAP_ID: Mapping[str, Mapping[str, int]] = MappingProxyType(_IDS)
 
@@ -152,6 +159,12 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
         prepare_values=lambda values, records: _with_durations(batch, values, records),
         describe_extra=_describe_duration,
     )
+
+
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {**dict.fromkeys(SPECS, flatten_batch), NOTIFICATION: POINTER}
+)
+"""Resource -> its batch flattener; a notification only points at data (POINTER: no rows)."""
 
 
 def _walk(batch: WhoopBatch, item: FlattenInput) -> None:

@@ -30,15 +30,23 @@ from tasks.flatten.common import (
 from tasks.flatten.documents import (
     CONTEXT_USER,
     NOTIFICATION,
+    POINTER,
     DocumentBatch,
+    Flattener,
     context_user,
     element_issue,
     finish,
     flatten_each,
 )
 
+NAME = "withings"
+EXPECTED = (
+    "a form pointer userid=...&appli=...&startdate=...&enddate=... or a Getmeas page "
+    "{status, body: {measuregrps: [...]}}"
+)
+"""What `detect` recognises (the reason of an unrecognised body)."""
+
 RESOURCE = "getmeas"
-RESOURCES: tuple[str, ...] = (RESOURCE,)
 USER_FIX = "the fetch stage must pass the notification's userid as context user_id"
 STAMP_FIELD = "date"
 MEASUREMENT = 1
@@ -109,6 +117,12 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
         prepare_values=_scaled,
         describe_extra=_describe_exponent,
     )
+
+
+RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
+    {RESOURCE: flatten_batch, NOTIFICATION: POINTER}
+)
+"""Resource -> its batch flattener; a notification only points at data (POINTER: no rows)."""
 
 
 def _walk(batch: DocumentBatch, item: FlattenInput) -> None:
