@@ -156,8 +156,16 @@ class DocumentBatch(Batch):
             )
         )
         offset = pl.col("local_offset_s")
-        usable = offset.abs() <= MAX_UTC_OFFSET_S
-        local = representable(naive - pl.duration(seconds=pl.when(usable).then(offset)))
+        # an offset beyond 18 h fails its own check; stamping with 0 meanwhile keeps that
+        # record's issue to one (not a second one for a missing stamp)
+        shift = (
+            pl.when(offset.is_null())
+            .then(None)
+            .when(offset.abs() <= MAX_UTC_OFFSET_S)
+            .then(offset)
+            .otherwise(pl.lit(0.0))
+        )
+        local = representable(naive - pl.duration(seconds=shift))
         return (
             frame.with_columns(
                 texts,
