@@ -62,6 +62,9 @@ BODY_KEYS: Mapping[str, str] = MappingProxyType(
 )
 """Resource -> the key of its entries in the fetched body."""
 
+ALIASES: Mapping[str, str] = MappingProxyType({"tempSkin": "temp_skin", "tempCore": "temp_core"})
+"""The spec also names the temperature resources by their body key: same flattener."""
+
 IGNORED_BODY_KEYS = frozenset({"activities-heart-intraday"})
 """Other keys Fitbit sends beside the entries (intraday detail): not flattened, not drift."""
 
@@ -127,7 +130,7 @@ def flatten_batch(items: Sequence[FlattenInput]) -> Flattened:
 
 
 RESOURCES: Mapping[str, Flattener | None] = MappingProxyType(
-    {**dict.fromkeys(BODY_KEYS, flatten_batch), NOTIFICATION: POINTER}
+    {**dict.fromkeys([*BODY_KEYS, *ALIASES], flatten_batch), NOTIFICATION: POINTER}
 )
 """Resource -> its batch flattener; a notification only points at data (POINTER: no rows)."""
 
@@ -139,13 +142,14 @@ def _walk(batch: DocumentBatch, item: FlattenInput) -> None:
     user = context_user(batch, item, USER_FIX)
     if user is None:
         return
-    key = BODY_KEYS[item.resource]
-    spec_key = item.resource
+    resource = ALIASES.get(item.resource, item.resource)
+    key = BODY_KEYS[resource]
+    spec_key = resource
     if is_imperial(item.context) and spec_key + IMPERIAL in SPECS:
         spec_key += IMPERIAL
     spec = SPECS[spec_key]
     local_offset = None
-    if item.resource in LOCAL_TIME_RESOURCES:
+    if resource in LOCAL_TIME_RESOURCES:
         offset = item.context.get("utc_offset_seconds")
         local_offset = (OFFSET_FIELD, 0 if offset is None else offset)
     for record_index, entry in enumerate(entries):
@@ -181,7 +185,7 @@ def _walk(batch: DocumentBatch, item: FlattenInput) -> None:
 
 def _entries(batch: DocumentBatch, item: FlattenInput) -> list[Any] | None:
     """The body's entries under the resource's key (an issue when the body is not that)."""
-    key = BODY_KEYS[item.resource]
+    key = BODY_KEYS[ALIASES.get(item.resource, item.resource)]
     payload = item.payload
     fix = f"only Fitbit {item.resource} summaries belong here"
     if type(payload) is not dict or key not in payload:

@@ -184,3 +184,12 @@ def test_detect_recognises_fetched_summaries(name: str, resource: str) -> None:
     payload = example_payload(json.loads((EXAMPLES / f"{name}.expected.json").read_text()))
     assert resource_of("fitbit", payload, {}) == resource
     assert resource_of("fitbit", _core(), {}) == "temp_core"
+
+
+def test_temperature_resources_also_answer_to_their_body_key() -> None:
+    core = _core({"dateTime": "2025-07-28T06:12:00", "value": 98.6})
+    context = {**US, "utc_offset_seconds": -25200}
+    assert flatten("fitbit", "tempCore", core, context).equals(
+        flatten("fitbit", "temp_core", core, context)
+    )
+    assert flatten("fitbit", "tempSkin", _skin(-0.72), US).height == 1
