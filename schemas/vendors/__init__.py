@@ -14,19 +14,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 
-from schemas.vendors import apple_health, garmin, generic
+from schemas.vendors import apple_health, fitbit, garmin, generic, oura, polar, whoop, withings
 
 REGISTRY: Mapping[str, ModuleType | None] = MappingProxyType(
     {
-        "oura": None,
-        "whoop": None,
+        "oura": oura,
+        "whoop": whoop,
         "garmin": garmin,
-        "fitbit": None,
-        "withings": None,
-        "polar": None,
+        "fitbit": fitbit,
+        "withings": withings,
+        "polar": polar,
         "apple_health": apple_health,
         "generic": generic,
     }
 )
-"""Vendor -> the module of its payload models; None while a vendor only sends pointers (no
-models yet). Its keys are the device types the canonical row accepts."""
+"""Vendor -> the module of its payload models (None for a vendor without models). Its keys are
+the device types the canonical row accepts."""

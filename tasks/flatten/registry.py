@@ -11,16 +11,16 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from tasks.flatten import apple_health, garmin, generic, pointers
+from tasks.flatten import apple_health, fitbit, garmin, generic, oura, polar, whoop, withings
 from tasks.flatten.model import POINTER, Flattener, UnrecognisedBody, VendorFlatten
 
 _MODULES: tuple[VendorFlatten, ...] = (
-    pointers.oura,
-    pointers.whoop,
+    oura,
+    whoop,
     garmin,
-    pointers.fitbit,
-    pointers.withings,
-    pointers.polar,
+    fitbit,
+    withings,
+    polar,
     apple_health,
     generic,
 )

@@ -42,9 +42,9 @@ def test_pointers_give_no_rows_and_no_issues(vendor: str, resource: str) -> None
 
 
 def test_unknown_vendor_resource_is_a_whole_file_issue() -> None:
-    result = one("oura", "daily_sleep", {"data": []})
+    result = one("oura", "daily_stress", {"data": []})
     [issue] = result.issues
-    assert issue.record_index is None and issue.found == "oura/daily_sleep"
+    assert issue.record_index is None and issue.found == "oura/daily_stress"
 
 
 def test_flatten_does_not_change_its_input() -> None:
