@@ -41,7 +41,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 from starlette.applications import Starlette
@@ -448,6 +448,15 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return user, password
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form body as {field: last value} (no multipart needed by any vendor)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    return dict(
+        parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    )
+
+
 def _user_of(request: Request, state: FakeVendorState, vendor: str) -> str:
     """The user of the bearer token, or a vendor-shaped 401."""
     token = _bearer(request)
@@ -506,9 +515,7 @@ def _endpoint(vendor: str, handler: Handler) -> Callable[[Request], Awaitable[Re
     async def endpoint(request: Request) -> Response:
         state: FakeVendorState = request.app.state.fake
         path = request.url.path[len(vendor) + 1 :] or "/"
-        form: Mapping[str, Any] = {}
-        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            form = await request.form()
+        form = await _form(request)
         fault = _take_fault(state, vendor, path)
         response: Response | None = None
         if fault is not None:
@@ -596,7 +603,7 @@ def _client_ok(
 
 
 async def _token(request: Request, state: FakeVendorState, vendor: str) -> Response:
-    form = await request.form()
+    form = await _form(request)
     if vendor == "withings" and form.get("action") != "requesttoken":
         return _oauth_error(vendor, 400, "invalid_request", "action must be requesttoken")
     if not _client_ok(request, form, state, vendor):
@@ -784,7 +791,7 @@ async def _fitbit_day(request: Request, state: FakeVendorState, vendor: str) -> 
 
 async def _withings_measure(request: Request, state: FakeVendorState, vendor: str) -> Response:
     user = _user_of(request, state, vendor)
-    params = {**request.query_params, **{k: str(v) for k, v in (await request.form()).items()}}
+    params = {**request.query_params, **(await _form(request))}
     if params.get("action") != "getmeas":
         return JSONResponse({"status": 503, "body": {}, "error": "Invalid Params: action"})
     try:
