@@ -37,12 +37,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -53,7 +54,15 @@ VENDORS = ("oura", "whoop", "fitbit", "withings", "polar")
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 REDACTED = "<redacted>"
 _CREDENTIAL_FIELDS = frozenset(
-    {"access_token", "refresh_token", "code", "client_secret", "code_verifier", "id_token"}
+    {
+        "access_token",
+        "refresh_token",
+        "code",
+        "client_secret",
+        "code_verifier",
+        "id_token",
+        "verification_token",
+    }
 )
 
 # Documented lifetimes (OAUTH.md): access token seconds, authorization code seconds.
@@ -65,6 +74,7 @@ ACCESS_LIFETIME_S = {
     "polar": 31535999,
 }
 CODE_LIFETIME_S = {"oura": 600, "whoop": 600, "fitbit": 600, "withings": 30, "polar": 600}
+OURA_SUBSCRIPTION_LIFETIME_S = 90 * 86400  # open-wearables' figure (unconfirmed by Oura)
 FITBIT_REPLAY_WINDOW_S = 120.0  # identical refreshes within 2 min get the same answer
 WITHINGS_OLD_REFRESH_GRACE_S = 8 * 3600.0  # until the new access token is first used
 
@@ -202,6 +212,9 @@ class FakeVendorState:
     access: dict[str, _Access] = field(default_factory=dict)
     refresh: dict[str, _Refresh] = field(default_factory=dict)
     registered: set[tuple[str, str]] = field(default_factory=set)
+    oura_subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fitbit_subscriptions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    verify_callbacks: bool = True  # Oura checks a callback (challenge) before subscribing it
     faults: list[Fault] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -859,6 +872,108 @@ async def _polar_register(request: Request, state: FakeVendorState, vendor: str)
     )
 
 
+# Subscriptions: Oura's per app (client headers), Fitbit's per user (bearer)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _oura_subscriptions(request: Request, state: FakeVendorState, vendor: str) -> Response:
+    client_id, secret = state.credentials[vendor]
+    sent = (request.headers.get("x-client-id"), request.headers.get("x-client-secret"))
+    if sent != (client_id, secret):
+        return JSONResponse({"detail": "invalid client credentials"}, status_code=401)
+    sub_id = request.path_params.get("sub_id")
+    with state.lock:
+        subs = state.oura_subscriptions
+        if request.method == "GET" and sub_id is None:
+            return JSONResponse(list(subs.values()))
+        if sub_id is not None and sub_id not in subs:
+            return _not_found(vendor)
+        if request.method == "DELETE" and sub_id is not None:
+            del subs[sub_id]
+            return Response(status_code=204)
+        if request.method == "PUT" and sub_id is not None:  # renew
+            subs[sub_id]["expiration_time"] = _iso(state.now() + OURA_SUBSCRIPTION_LIFETIME_S)
+            return JSONResponse(subs[sub_id])
+        if sub_id is not None:
+            return JSONResponse(subs[sub_id])
+    try:
+        spec = await request.json()
+        wanted = {k: str(spec[k]) for k in ("callback_url", "event_type", "data_type")}
+        verification_token = str(spec["verification_token"])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"detail": "invalid subscription"}, status_code=422)
+    with state.lock:
+        taken = any(
+            (s["event_type"], s["data_type"]) == (wanted["event_type"], wanted["data_type"])
+            for s in state.oura_subscriptions.values()
+        )
+    if taken:
+        return JSONResponse({"detail": "subscription exists"}, status_code=409)
+    if state.verify_callbacks and not await _challenge(wanted["callback_url"], verification_token):
+        return JSONResponse({"detail": "callback verification failed"}, status_code=400)
+    sub = {"id": secrets.token_hex(8), **wanted}
+    with state.lock:
+        sub["expiration_time"] = _iso(state.now() + OURA_SUBSCRIPTION_LIFETIME_S)
+        state.oura_subscriptions[sub["id"]] = sub
+    return JSONResponse(sub, status_code=201)
+
+
+async def _challenge(callback_url: str, verification_token: str) -> bool:
+    """Oura's check: GET callback?verification_token=&challenge= must echo the challenge."""
+    challenge = secrets.token_urlsafe(12)
+    params = {"verification_token": verification_token, "challenge": challenge}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(callback_url, params=params)
+        return bool(answer.status_code == 200 and answer.json() == {"challenge": challenge})
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+async def _fitbit_subscription(request: Request, state: FakeVendorState, vendor: str) -> Response:
+    user = _user_of(request, state, vendor)
+    collection = request.path_params.get("collection")
+    sub_id = request.path_params["sub_id"]
+    if request.method == "POST" and "content-length" not in request.headers:
+        return JSONResponse(
+            {"errors": [{"errorType": "request", "message": "Content-Length required"}]},
+            status_code=411,
+        )
+    sub = {
+        "collectionType": collection or "user",
+        "ownerId": user,
+        "ownerType": "user",
+        "subscriberId": request.headers.get("x-fitbit-subscriber-id", "1"),
+        "subscriptionId": sub_id,
+    }
+    with state.lock:
+        known = state.fitbit_subscriptions.get((user, sub_id))
+        if request.method == "DELETE":
+            if known is None:
+                return _not_found(vendor)
+            del state.fitbit_subscriptions[(user, sub_id)]
+            return Response(status_code=204)
+        if known is not None:
+            return JSONResponse(known, status_code=200 if known == sub else 409)
+        state.fitbit_subscriptions[(user, sub_id)] = sub
+    return JSONResponse(sub, status_code=201)
+
+
+async def _fitbit_subscriptions(request: Request, state: FakeVendorState, vendor: str) -> Response:
+    user = _user_of(request, state, vendor)
+    collection = request.path_params.get("collection")
+    with state.lock:
+        subs = [
+            s
+            for (owner, _), s in state.fitbit_subscriptions.items()
+            if owner == user and collection in (None, s["collectionType"])
+        ]
+    return JSONResponse({"apiSubscriptions": subs})
+
+
 def _vendor_routes() -> list[BaseRoute]:
     def route(
         vendor: str, path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)
@@ -894,6 +1009,23 @@ def _vendor_routes() -> list[BaseRoute]:
         route("polar", "/v3/exercises/{exercise_id}", _polar_document),
         route("polar", "/v3/users/sleep/{date}", _polar_document),
         route("polar", "/v3/users", _polar_register, ("POST",)),
+        route("oura", "/v2/webhook/subscription", _oura_subscriptions, ("GET", "POST")),
+        route("oura", "/v2/webhook/subscription/renew/{sub_id}", _oura_subscriptions, ("PUT",)),
+        route("oura", "/v2/webhook/subscription/{sub_id}", _oura_subscriptions, ("GET", "DELETE")),
+        route("fitbit", "/1/user/-/apiSubscriptions.json", _fitbit_subscriptions),
+        route("fitbit", "/1/user/-/{collection}/apiSubscriptions.json", _fitbit_subscriptions),
+        route(
+            "fitbit",
+            "/1/user/-/apiSubscriptions/{sub_id}.json",
+            _fitbit_subscription,
+            ("POST", "DELETE"),
+        ),
+        route(
+            "fitbit",
+            "/1/user/-/{collection}/apiSubscriptions/{sub_id}.json",
+            _fitbit_subscription,
+            ("POST", "DELETE"),
+        ),
     ]
     return routes
 

@@ -79,6 +79,10 @@ class VendorRejected(VendorHttpError):
     """A permanent refusal (bad request, missing scope, bad client credentials)."""
 
 
+class Conflict(VendorRejected):
+    """409: it exists already (a Polar user registration, a subscription): often success."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when a later attempt may succeed (rate limit, 5xx, timeout, connection loss)."""
     return isinstance(exc, RateLimited | VendorTransient)
@@ -117,8 +121,13 @@ def _retry_after(response: httpx.Response) -> float:
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value)
+            try:
+                parsed = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                parsed = None
             if parsed is not None:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=UTC)
                 return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
     for header in ("fitbit-rate-limit-reset", "ratelimit-reset"):  # seconds until reset
         if (reset := response.headers.get(header)) and reset.isdigit():
@@ -285,6 +294,48 @@ class VendorClient:
         """POST a form to `api_url + path` (Withings' style); the JSON body, or a typed error."""
         return self._data_call("POST", path, token=token, data=data)
 
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: SecretStr | None = None,
+        app_auth: bool = False,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+    ) -> Any:
+        """Any call to `api_url + path` with a user's bearer `token`, or with the app's own
+        credentials (`app_auth`: Oura's x-client-id/x-client-secret headers). None for a 204."""
+        send_headers = dict(headers or {})
+        if token is not None:
+            send_headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        if app_auth:
+            if self.api.client_secret is None:
+                raise VendorRejected(self.vendor, path, None, "client secret not configured")
+            send_headers["x-client-id"] = self._client_id()
+            send_headers["x-client-secret"] = self.api.client_secret.get_secret_value()
+        response = self._send(
+            method,
+            self.api.api_url + path,
+            params=params,
+            headers=send_headers,
+            data=data,
+            json=json,
+            content=content,
+        )
+        self._raise_for_status(response, path)
+        if response.status_code == 204:
+            return None
+        body = _json(response)
+        if body is None:
+            raise VendorRejected(self.vendor, path, response.status_code, "answer is not JSON")
+        if self.api.facts.status_in_body:
+            return self._check_status_body(body, path, response.status_code)
+        return body
+
     def _data_call(
         self,
         method: str,
@@ -295,17 +346,9 @@ class VendorClient:
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
     ) -> Any:
-        send_headers = {"Authorization": f"Bearer {token.get_secret_value()}", **(headers or {})}
-        response = self._send(
-            method, self.api.api_url + path, params=params, headers=send_headers, data=data
+        return self.request_json(
+            method, path, token=token, params=params, headers=headers, data=data
         )
-        self._raise_for_status(response, path)
-        body = _json(response)
-        if body is None:
-            raise VendorRejected(self.vendor, path, response.status_code, "answer is not JSON")
-        if self.api.facts.status_in_body:
-            return self._check_status_body(body, path, response.status_code)
-        return body
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         path = self._path(url)
@@ -340,6 +383,8 @@ class VendorClient:
             raise Unauthorized(self.vendor, path, status, "access token refused")
         if status == 404:
             raise NotFound(self.vendor, path, status, "no such record")
+        if status == 409:
+            raise Conflict(self.vendor, path, status, "already exists")
         if status >= 500 or status == 408:
             raise VendorTransient(self.vendor, path, status, "vendor unavailable")
         raise VendorRejected(self.vendor, path, status, "request refused")
@@ -530,3 +575,55 @@ def _cursor_pages(
         seen.add(cursor)
         params = {**params, cursor_param: str(cursor)}
     raise VendorRejected(client.vendor, path, 200, f"more than {MAX_PAGES} pages")
+
+
+# Subscriptions (what `biobridge connect` sets up next to the tokens)
+
+OURA_SUBSCRIPTIONS = "/v2/webhook/subscription"
+
+
+def oura_subscriptions(client: VendorClient) -> list[Any]:
+    """The app's Oura webhook subscriptions (each with its `expiration_time`)."""
+    listed = client.request_json("GET", OURA_SUBSCRIPTIONS, app_auth=True)
+    return list(listed) if isinstance(listed, list) else []
+
+
+def oura_subscribe(
+    client: VendorClient,
+    *,
+    callback_url: str,
+    verification_token: SecretStr,
+    event_type: str,
+    data_type: str,
+) -> Any:
+    """Subscribe to one (event_type, data_type); Oura checks the callback's challenge first."""
+    body = {
+        "callback_url": callback_url,
+        "verification_token": verification_token.get_secret_value(),
+        "event_type": event_type,
+        "data_type": data_type,
+    }
+    return client.request_json("POST", OURA_SUBSCRIPTIONS, app_auth=True, json=body)
+
+
+def oura_renew_subscription(client: VendorClient, subscription_id: str) -> Any:
+    """Push an Oura subscription's `expiration_time` forward (they expire: renew them)."""
+    path = f"{OURA_SUBSCRIPTIONS}/renew/{subscription_id}"
+    return client.request_json("PUT", path, app_auth=True)
+
+
+def fitbit_subscribe(
+    client: VendorClient,
+    token: SecretStr,
+    *,
+    collection: str,
+    subscription_id: str,
+    subscriber_id: str | None = None,
+) -> Any:
+    """Subscribe a Fitbit user to one collection (`activities`, `body`, `sleep`, ...).
+
+    Subscribe per collection, never to "all": both together deliver duplicates.
+    """
+    headers = {"X-Fitbit-Subscriber-Id": subscriber_id} if subscriber_id else None
+    path = f"/1/user/-/{collection}/apiSubscriptions/{subscription_id}.json"
+    return client.request_json("POST", path, token=token, headers=headers, content=b"")

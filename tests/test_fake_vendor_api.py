@@ -10,9 +10,14 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from deployments.fake_vendor_api import EXAMPLES, REDACTED, TOKEN_PATHS, FakeVendorApi, FaultKind
 from tasks.vendor_http import (
+    Conflict,
     NeedsReauthorization,
     NotFound,
     RateLimited,
@@ -20,14 +25,18 @@ from tasks.vendor_http import (
     VendorClient,
     VendorRejected,
     fitbit_day,
+    fitbit_subscribe,
     oura_document,
     oura_pages,
+    oura_renew_subscription,
+    oura_subscribe,
+    oura_subscriptions,
     whoop_pages,
     withings_getmeas_pages,
 )
 from tasks.vendor_settings import POINTER_VENDORS, VendorApiSettings
 from tests import vendor_fakes
-from tests.helpers import free_port
+from tests.helpers import free_port, live_server
 from tests.vendor_fakes import connect
 
 fake = vendor_fakes.fake
@@ -320,3 +329,57 @@ def test_a_separate_process_is_steered_over_the_control_endpoint() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _oura_callback(verification_token: str) -> Starlette:
+    """A stand-in receiver answering Oura's verification GET."""
+
+    async def verify(request: Request) -> Response:
+        if request.query_params.get("verification_token") != verification_token:
+            return JSONResponse({"error": "wrong token"}, status_code=401)
+        return JSONResponse({"challenge": request.query_params["challenge"]})
+
+    return Starlette(routes=[Route("/webhooks/oura", verify)])
+
+
+def test_oura_subscriptions_are_verified_unique_and_renewable(
+    vendor_settings: VendorApiSettings, fake: FakeVendorApi
+) -> None:
+    secret = SecretStr("test-only-verification-token")
+    with (
+        live_server(_oura_callback(secret.get_secret_value())) as receiver,
+        VendorClient(vendor_settings.api("oura")) as client,
+    ):
+        callback = f"{receiver}/webhooks/oura"
+        kinds = {"event_type": "create", "data_type": "daily_readiness"}
+        sub = oura_subscribe(client, callback_url=callback, verification_token=secret, **kinds)
+        with pytest.raises(Conflict):  # one per (event_type, data_type)
+            oura_subscribe(client, callback_url=callback, verification_token=secret, **kinds)
+        with pytest.raises(VendorRejected):  # the callback refuses a wrong token
+            oura_subscribe(
+                client,
+                callback_url=callback,
+                verification_token=SecretStr("test-only-wrong"),
+                event_type="update",
+                data_type="daily_readiness",
+            )
+        fake.advance_clock(60)
+        renewed = oura_renew_subscription(client, sub["id"])
+        listed = oura_subscriptions(client)
+    assert renewed["expiration_time"] > sub["expiration_time"]
+    assert [s["id"] for s in listed] == [sub["id"]]
+    assert secret.get_secret_value() not in json.dumps([r.__dict__ for r in fake.requests()])
+
+
+def test_fitbit_subscriptions_are_per_user_and_collection(
+    vendor_settings: VendorApiSettings, fake: FakeVendorApi
+) -> None:
+    client, token = client_and_token(vendor_settings, "fitbit")
+    with client:
+        made = fitbit_subscribe(client, token, collection="sleep", subscription_id="b7qk2m-sleep")
+        again = fitbit_subscribe(client, token, collection="sleep", subscription_id="b7qk2m-sleep")
+        with pytest.raises(Conflict):  # the id is taken by another collection
+            fitbit_subscribe(client, token, collection="body", subscription_id="b7qk2m-sleep")
+        listed = client.get_json("/1/user/-/apiSubscriptions.json", token=token)
+    assert made == again and made["ownerId"] == "B7QK2M" and made["collectionType"] == "sleep"
+    assert listed == {"apiSubscriptions": [made]}
