@@ -26,6 +26,15 @@ class ClientAuth(StrEnum):
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A documented limit: `requests` per `per_s` seconds, per `scope` ("app" or "user")."""
+
+    requests: int
+    per_s: int
+    scope: str
+
+
+@dataclass(frozen=True)
 class VendorFacts:
     """What does not change per deployment: each vendor's documented OAuth behaviour."""
 
@@ -38,6 +47,7 @@ class VendorFacts:
     state_length: int | None  # WHOOP requires an 8-character state
     token_action: str | None  # Withings: action=requesttoken on every token call
     status_in_body: bool  # Withings: HTTP 200 with a non-zero body `status` on errors
+    rate_limits: tuple[RateLimit, ...]  # for Prefect concurrency/rate limits in the fetch stage
 
 
 FACTS: dict[str, VendorFacts] = {
@@ -51,6 +61,7 @@ FACTS: dict[str, VendorFacts] = {
         state_length=None,
         token_action=None,
         status_in_body=False,
+        rate_limits=(RateLimit(5000, 300, "user"),),  # third-party figure; Oura sends Retry-After
     ),
     "whoop": VendorFacts(
         client_auth=ClientAuth.BODY,
@@ -69,6 +80,7 @@ FACTS: dict[str, VendorFacts] = {
         state_length=8,
         token_action=None,
         status_in_body=False,
+        rate_limits=(RateLimit(100, 60, "app"), RateLimit(10_000, 86_400, "app")),
     ),
     "fitbit": VendorFacts(
         client_auth=ClientAuth.BASIC,
@@ -80,6 +92,7 @@ FACTS: dict[str, VendorFacts] = {
         state_length=None,
         token_action=None,
         status_in_body=False,
+        rate_limits=(RateLimit(150, 3600, "user"),),  # resets at the top of the hour
     ),
     "withings": VendorFacts(
         client_auth=ClientAuth.BODY,
@@ -91,6 +104,7 @@ FACTS: dict[str, VendorFacts] = {
         state_length=None,
         token_action="requesttoken",  # noqa: S106 - an action name, not a secret
         status_in_body=True,
+        rate_limits=(RateLimit(120, 60, "app"),),
     ),
     "polar": VendorFacts(
         client_auth=ClientAuth.BASIC,
@@ -102,6 +116,10 @@ FACTS: dict[str, VendorFacts] = {
         state_length=None,
         token_action=None,
         status_in_body=False,
+        rate_limits=(
+            RateLimit(500, 900, "app"),
+            RateLimit(5000, 86_400, "app"),
+        ),  # + 20/100 per user
     ),
 }
 

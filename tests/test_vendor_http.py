@@ -343,3 +343,12 @@ def test_no_token_reaches_a_log_line_an_error_a_repr_or_the_request_log(
     assert all(
         r.has_bearer for r in fake.requests() if r.method == "GET" and "usercollection" in r.path
     )
+
+
+def test_readme_documents_the_vendor_settings() -> None:
+    readme = (EXAMPLES.parents[1] / "README.md").read_text()
+    for name in VendorApiSettings.model_fields:
+        vendor, _, rest = name.partition("_")
+        generic = f"BIOBRIDGE_<VENDOR>_{rest.upper()}" if vendor in POINTER_VENDORS else ""
+        specific = f"BIOBRIDGE_{name.upper()}"
+        assert specific in readme or generic in readme, f"document {specific} in the README"
