@@ -276,8 +276,12 @@ class FakeVendorState:
             for token in self.access.values():
                 if token.grant.vendor == vendor and user_id in (None, token.grant.user_id):
                     token.valid = False
-                    if revoke:
-                        token.grant.revoked = True
+            if revoke:
+                grants = [t.grant for t in self.access.values()]
+                grants += [r.grant for r in self.refresh.values()]
+                for grant in grants:
+                    if grant.vendor == vendor and user_id in (None, grant.user_id):
+                        grant.revoked = True
 
 
 def _key_and_stamp(vendor: str, resource: str, body: Any, key: str | None) -> tuple[str, str]:

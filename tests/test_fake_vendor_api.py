@@ -383,3 +383,19 @@ def test_fitbit_subscriptions_are_per_user_and_collection(
         listed = client.get_json("/1/user/-/apiSubscriptions.json", token=token)
     assert made == again and made["ownerId"] == "B7QK2M" and made["collectionType"] == "sleep"
     assert listed == {"apiSubscriptions": [made]}
+
+
+def test_expire_and_revoke_through_the_handle(
+    vendor_settings: VendorApiSettings, fake: FakeVendorApi
+) -> None:
+    with VendorClient(vendor_settings.api("oura")) as client:
+        tokens = connect(client)
+        fake.expire_tokens("oura", OURA_USER)
+        with pytest.raises(Unauthorized):
+            oura_document(
+                client, tokens.access_token, "daily_sleep", "a81c0f55-2d6e-4b19-8f3a-7e0c94d1b2a6"
+            )
+        fresh = client.refresh(tokens.refresh_token)
+        fake.expire_tokens("oura", OURA_USER, revoke=True)
+        with pytest.raises(NeedsReauthorization):
+            client.refresh(fresh.refresh_token)
