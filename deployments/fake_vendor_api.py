@@ -29,6 +29,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import secrets
 import socket
 import sys
@@ -1268,12 +1269,24 @@ def start_fake_vendor_api(
         sock.close()
 
 
+def credentials_from_env() -> dict[str, tuple[str, str]]:
+    """OAuth clients from `BIOBRIDGE_<VENDOR>_CLIENT_ID`/`_CLIENT_SECRET` where both are set,
+    so a demo's receiver (signatures) and pipeline (token calls) agree with the fake."""
+    found = {}
+    for vendor in VENDORS:
+        client_id = os.environ.get(f"BIOBRIDGE_{vendor.upper()}_CLIENT_ID")
+        secret = os.environ.get(f"BIOBRIDGE_{vendor.upper()}_CLIENT_SECRET")
+        if client_id and secret:
+            found[vendor] = (client_id, secret)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the fake until interrupted; print its base URL and the settings that point at it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
     args = parser.parse_args(argv)
-    with start_fake_vendor_api(port=args.port) as fake:
+    with start_fake_vendor_api(port=args.port, credentials=credentials_from_env()) as fake:
         print(fake.base_url, flush=True)
         for name, value in fake.env().items():
             if not name.endswith("_SECRET"):

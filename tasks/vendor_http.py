@@ -554,6 +554,20 @@ def polar_path(api_url: str, notification_url: str) -> str:
     return parts.path[len("/v3") :]
 
 
+def polar_event_path(api_url: str, event: Mapping[str, Any]) -> str:
+    """The path to GET for a Polar notification: SLEEP by its `date`, others by their `url`.
+
+    The SLEEP `url` in Polar's own spec (`.../sleep/getSleepByDate/{date}`) looks like a
+    documentation artefact (OAUTH.md), so the date decides.
+    """
+    if event.get("event") == "SLEEP" and isinstance(event.get("date"), str):
+        return f"/users/sleep/{event['date']}"
+    url = event.get("url")
+    if not isinstance(url, str):
+        raise VendorRejected("polar", "/", None, "notification has no url")
+    return polar_path(api_url, url)
+
+
 def _cursor_pages(
     client: VendorClient,
     token: SecretStr,

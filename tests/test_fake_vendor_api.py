@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -399,3 +400,31 @@ def test_expire_and_revoke_through_the_handle(
         fake.expire_tokens("oura", OURA_USER, revoke=True)
         with pytest.raises(NeedsReauthorization):
             client.refresh(fresh.refresh_token)
+
+
+def test_the_command_line_fake_takes_its_clients_from_the_environment() -> None:
+    port = free_port()
+    env = {**os.environ, "BIOBRIDGE_POLAR_CLIENT_ID": "demo-client"}
+    env["BIOBRIDGE_POLAR_CLIENT_SECRET"] = "test-only-demo-secret"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deployments.fake_vendor_api", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().strip()
+        token_url = f"{base}/polar/v2/oauth2/token"
+        form = {"grant_type": "authorization_code", "code": "none"}
+        good = httpx.post(token_url, data=form, auth=("demo-client", "test-only-demo-secret"))
+        default = httpx.post(
+            token_url, data=form, auth=("test-only-polar-client", "test-only-polar-secret")
+        )
+        assert (good.json()["error"], default.json()["error"]) == (
+            "invalid_grant",
+            "invalid_client",
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

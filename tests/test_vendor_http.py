@@ -24,6 +24,7 @@ from tasks.vendor_http import (
     fitbit_day,
     is_transient,
     oura_document,
+    polar_event_path,
     polar_path,
     whoop_recovery_for_sleep,
     withings_getmeas_pages,
@@ -273,6 +274,21 @@ def test_bad_client_credentials_are_a_permanent_rejection(
         error = NeedsReauthorization if vendor == "withings" else VendorRejected
         with VendorClient(VendorApiSettings().api(vendor)) as client, pytest.raises(error):
             connect(client)
+
+
+def test_polar_sleep_events_are_fetched_by_date(
+    vendor_settings: VendorApiSettings, fake: FakeVendorApi
+) -> None:
+    event = {
+        "event": "SLEEP",
+        "user_id": 90317,
+        "date": "2025-07-28",
+        "url": "https://www.polaraccesslink.com/v3/users/sleep/getSleepByDate/2025-07-28",
+    }
+    with VendorClient(vendor_settings.api("polar")) as client:
+        token = connect(client).access_token
+        path = polar_event_path(client.api.api_url, event)
+        assert client.get_json(path, token=token) == example("polar_sleep.json")
 
 
 def test_polar_url_is_only_followed_on_accesslink() -> None:
