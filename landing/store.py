@@ -52,6 +52,10 @@ class ObjectMeta:
     signature_verified: bool
     headers: dict[str, str] = field(default_factory=dict)
     context: dict[str, str] = field(default_factory=dict)  # e.g. {"user_id": ...} from the route
+    # Which check let the body in (e.g. "oura-hmac-sha256", "user-token", "unsigned-open-route");
+    # "" in objects landed before the receiver recorded it. `signature_verified` is True exactly
+    # when a credential was checked and passed.
+    signature: str = ""
 
     def to_json(self) -> bytes:
         """Serialise as compact JSON (ASCII only, so it also fits S3 user metadata)."""
@@ -64,7 +68,12 @@ class ObjectMeta:
         """Parse what `to_json` wrote."""
         d = orjson.loads(raw)
         d["received_at"] = datetime.fromisoformat(d["received_at"])
-        return cls(**d)
+        # Fields added later have defaults (older objects load); fields this version does not
+        # know yet are ignored (a newer receiver's objects load in an older pipeline).
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
+
+
+_FIELDS = frozenset(ObjectMeta.__dataclass_fields__)
 
 
 class ObjectStore(Protocol):

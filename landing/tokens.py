@@ -1,0 +1,177 @@
+"""User tokens: who may push data as which user, checked by the receiver without Postgres.
+
+A token is `bb1.<user id, base64url>.<token id>.<HMAC-SHA256(BIOBRIDGE_TOKEN_SECRET,
+"bb1|user|token id"), base64url>`: the receiver checks it with the secret alone. Issued tokens
+and revocations are small objects in the landing store, beside the raw bodies but outside
+`raw/` (discovery never sees them):
+
+    _auth/tokens/<user, base64url>/<token id>    {"user_id", "token_id", "issued_at"}
+    _auth/revoked/<token id>                     {"user_id", "token_id", "revoked_at"}
+
+One object per token and per revocation: no read-modify-write, so concurrent commands cannot
+lose each other's writes. The token itself (its MAC) is never stored. The receiver lists
+`_auth/revoked/` at most every BIOBRIDGE_TOKEN_REVOCATION_REFRESH_S seconds: that is the delay
+after which a revoked token is refused. See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+import orjson
+
+from landing.store import ObjectMeta, ObjectNotFound, ObjectStore
+
+VERSION = "bb1"
+AUTH_PREFIX = "_auth/"
+ISSUED_PREFIX = "_auth/tokens/"
+REVOKED_PREFIX = "_auth/revoked/"
+USER_ID_RE = re.compile(r"^[A-Za-z0-9._@:+-]{1,128}$")  # as landing.vendors.apple_health
+_TOKEN_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+class TokenError(ValueError):
+    """A token that does not authenticate anyone; the message is safe to send back."""
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An issued token as `tokens list` shows it (never the token itself)."""
+
+    user_id: str
+    token_id: str
+    issued_at: str
+    revoked_at: str | None = None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, user_id: str, token_id: str) -> bytes:
+    return hmac.new(secret, f"{VERSION}|{user_id}|{token_id}".encode(), hashlib.sha256).digest()
+
+
+def make_token(secret: bytes, user_id: str, token_id: str) -> str:
+    """The token string for `user_id` (pure: same inputs, same token)."""
+    if not USER_ID_RE.match(user_id):
+        raise ValueError("user id must be 1-128 characters of A-Z a-z 0-9 . _ @ : + -")
+    mac = _b64(_mac(secret, user_id, token_id))
+    return f"{VERSION}.{_b64(user_id.encode())}.{token_id}.{mac}"
+
+
+def check_token(secret: bytes, token: str) -> tuple[str, str]:
+    """(user id, token id) of a well-formed token whose MAC is right; TokenError otherwise."""
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != VERSION:
+        raise TokenError("not a Biobridge user token (expected bb1.<user>.<id>.<mac>)")
+    try:
+        user_id = _unb64(parts[1]).decode("utf-8")
+        mac = _unb64(parts[3])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise TokenError("malformed user token") from None
+    if not USER_ID_RE.match(user_id) or not _TOKEN_ID_RE.match(parts[2]):
+        raise TokenError("malformed user token")
+    if not hmac.compare_digest(mac, _mac(secret, user_id, parts[2])):
+        raise TokenError("invalid user token (wrong signature, or BIOBRIDGE_TOKEN_SECRET changed)")
+    return user_id, parts[2]
+
+
+def _put_json(store: ObjectStore, key: str, doc: dict[str, str]) -> None:
+    body = orjson.dumps(doc)
+    meta = ObjectMeta(
+        received_at=datetime.now(UTC),
+        vendor="auth",
+        content_type="application/json",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        delivery_id=doc["token_id"],
+        delivery_id_source="receiver",
+        signature_verified=False,
+    )
+    store.put(key, body, meta)
+
+
+def issue_token(store: ObjectStore, secret: bytes, user_id: str) -> tuple[str, TokenRecord]:
+    """A new token for `user_id`, recorded (without its MAC) in the store's registry."""
+    token_id = secrets.token_hex(8)
+    token = make_token(secret, user_id, token_id)
+    record = TokenRecord(user_id, token_id, datetime.now(UTC).isoformat(timespec="seconds"))
+    doc = {"user_id": user_id, "token_id": token_id, "issued_at": record.issued_at}
+    _put_json(store, f"{ISSUED_PREFIX}{_b64(user_id.encode())}/{token_id}", doc)
+    return token, record
+
+
+def revoked_ids(store: ObjectStore) -> frozenset[str]:
+    """Ids of every revoked token (one LIST request per 1,000 revocations)."""
+    return frozenset(k.removeprefix(REVOKED_PREFIX) for k in store.list_keys(REVOKED_PREFIX))
+
+
+def list_tokens(store: ObjectStore, user_id: str | None = None) -> list[TokenRecord]:
+    """Issued tokens (of `user_id`, or everyone's), oldest first, with their revocation time."""
+    prefix = ISSUED_PREFIX + (f"{_b64(user_id.encode())}/" if user_id is not None else "")
+    revoked = revoked_ids(store)
+    out: list[TokenRecord] = []
+    for key in store.list_keys(prefix):
+        doc = orjson.loads(store.get(key)[0])
+        revoked_at = None
+        if doc["token_id"] in revoked:
+            revoked_at = orjson.loads(store.get(REVOKED_PREFIX + doc["token_id"])[0])["revoked_at"]
+        out.append(TokenRecord(doc["user_id"], doc["token_id"], doc["issued_at"], revoked_at))
+    return sorted(out, key=lambda r: (r.issued_at, r.token_id))
+
+
+def revoke_tokens(store: ObjectStore, user_id: str, token_id: str | None = None) -> list[str]:
+    """Revoke `token_id` of `user_id`, or all of that user's tokens; the ids newly revoked."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    done: list[str] = []
+    for record in list_tokens(store, user_id):
+        if record.revoked_at is not None or token_id not in (None, record.token_id):
+            continue
+        doc = {"user_id": user_id, "token_id": record.token_id, "revoked_at": now}
+        _put_json(store, REVOKED_PREFIX + record.token_id, doc)
+        done.append(record.token_id)
+    if token_id is not None and not done:
+        try:
+            store.get(f"{ISSUED_PREFIX}{_b64(user_id.encode())}/{token_id}")
+        except ObjectNotFound:
+            raise ValueError(f"user {user_id!r} has no token {token_id!r}") from None
+    return done
+
+
+class RevocationList:
+    """The revoked token ids as the receiver sees them: re-listed at most every `refresh_s`.
+
+    A refresh that fails raises (the receiver answers 503): a revocation is never missed for
+    longer than the documented delay because the store was unreachable.
+    """
+
+    def __init__(self, store: ObjectStore, refresh_s: float) -> None:
+        self.store = store
+        self.refresh_s = refresh_s
+        self._ids: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+        self._lock = anyio.Lock()
+
+    async def is_revoked(self, token_id: str) -> bool:
+        """Whether `token_id` was revoked (as of at most `refresh_s` seconds ago)."""
+        if self._read_at is None or time.monotonic() - self._read_at >= self.refresh_s:
+            async with self._lock:
+                if self._read_at is None or time.monotonic() - self._read_at >= self.refresh_s:
+                    started = time.monotonic()
+                    self._ids = await anyio.to_thread.run_sync(revoked_ids, self.store)
+                    self._read_at = started
+        return token_id in self._ids
