@@ -195,6 +195,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(receiver_url=args.receiver_url)
 
 
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Issue, list or revoke user tokens (Apple Health pushes); no Postgres needed."""
+    from landing.tokens import tokens_command
+
+    return tokens_command(
+        args.action, user=args.user, token_id=args.token_id, settings=get_settings()
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `biobridge` argument parser."""
     p = argparse.ArgumentParser(prog="biobridge", description=__doc__)
@@ -256,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--json", action="store_true", help="print the report as JSON")
     h.set_defaults(func=cmd_health)
+
+    t = sub.add_parser("tokens", help=cmd_tokens.__doc__)
+    t.add_argument("action", choices=["issue", "list", "revoke"])
+    t.add_argument("--user", help="the user id (required for issue and revoke)")
+    t.add_argument("--token-id", help="revoke: only this token (default: all of the user's)")
+    t.set_defaults(func=cmd_tokens)
     return p
 
 

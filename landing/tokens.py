@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,8 @@ from datetime import UTC, datetime
 import anyio
 import orjson
 
-from landing.store import ObjectMeta, ObjectNotFound, ObjectStore
+from landing.settings import Settings
+from landing.store import ObjectMeta, ObjectNotFound, ObjectStore, open_store
 
 VERSION = "bb1"
 AUTH_PREFIX = "_auth/"
@@ -175,3 +177,55 @@ class RevocationList:
                     self._ids = await anyio.to_thread.run_sync(revoked_ids, self.store)
                     self._read_at = started
         return token_id in self._ids
+
+
+def tokens_command(
+    action: str, *, user: str | None, token_id: str | None, settings: Settings
+) -> int:
+    """`biobridge tokens issue|list|revoke`: prints results, returns the exit status.
+
+    Only `issue` prints a token, once, on stdout; nothing else ever shows or stores it.
+    """
+    store = open_store(settings.landing_location(), settings)
+    if action == "issue":
+        secret = settings.token_secret.get_secret_value() if settings.token_secret else ""
+        if not secret:
+            print("tokens issue: set BIOBRIDGE_TOKEN_SECRET first", file=sys.stderr)
+            return 2
+        if user is None:
+            print("tokens issue: --user is required", file=sys.stderr)
+            return 2
+        try:
+            token, record = issue_token(store, secret.encode(), user)
+        except ValueError as exc:
+            print(f"tokens issue: {exc}", file=sys.stderr)
+            return 2
+        print(token)
+        print(
+            f"issued token {record.token_id} for user {record.user_id}: send it as "
+            "'Authorization: Bearer <token>'; it is shown only now",
+            file=sys.stderr,
+        )
+        return 0
+    if action == "list":
+        for r in list_tokens(store, user):
+            state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+            print(f"{r.token_id}  {r.user_id}  issued {r.issued_at}  {state}")
+        return 0
+    if action == "revoke":
+        if user is None:
+            print("tokens revoke: --user is required", file=sys.stderr)
+            return 2
+        try:
+            done = revoke_tokens(store, user, token_id)
+        except ValueError as exc:
+            print(f"tokens revoke: {exc}", file=sys.stderr)
+            return 1
+        print(f"revoked {len(done)} token(s) of {user}: {', '.join(done) or '-'}")
+        print(
+            f"receivers refuse them within BIOBRIDGE_TOKEN_REVOCATION_REFRESH_S "
+            f"({settings.token_revocation_refresh_s:g} s)",
+            file=sys.stderr,
+        )
+        return 0
+    raise ValueError(f"unknown tokens action {action!r}")
