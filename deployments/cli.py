@@ -127,6 +127,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Report database, store, backlog and last loads; exit 1 when something is wrong."""
     from datetime import timedelta
 
+    from landing.open_routes import open_routes
     from tasks.errors import DatabaseError
     from tasks.pipeline_health import pipeline_health
     from tasks.runtime import database_url, landing_store
@@ -138,6 +139,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         report: dict[str, Any] = {"ok": False, "problems": [f"database: {exc}"]}
     else:
         report = pipeline_health(url, landing_store, max_pending_age=timedelta(seconds=max_age))
+    report["open_routes"] = open_routes(get_settings())  # informational: see docs/vendors/
     print(json.dumps(report, indent=2, default=str) if args.json else format_health(report))
     return 0 if report["ok"] else 1
 
@@ -175,6 +177,8 @@ def format_health(report: dict[str, Any]) -> str:
             text += str(failed["error"])
         text += f"; {loads['running']} running"
         lines.append(f"loads           {text}")
+    if "open_routes" in report:
+        lines.append(f"open routes     {', '.join(report['open_routes']) or 'none'}")
     if report["problems"]:
         lines.append("problems:")
         lines += [f"  - {p}" for p in report["problems"]]

@@ -136,3 +136,26 @@ def test_server_starts_publicly_once_every_route_is_covered(tmp_path: Path) -> N
     assert "OPEN ROUTES" in stderr and "withings" in stderr
     for secret in SECRETS.values():
         assert secret not in stderr
+
+
+def test_health_lists_open_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from deployments.cli import main
+    from landing.settings import get_settings
+
+    monkeypatch.setenv("BIOBRIDGE_LANDING_URL", (tmp_path / "landing").as_uri())
+    monkeypatch.setenv("BIOBRIDGE_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/x")
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BIOBRIDGE_WHOOP_CLIENT_SECRET")
+    get_settings.cache_clear()
+    try:
+        main(["health", "--json"])  # the database is down: unhealthy, but it still reports
+        assert json.loads(capsys.readouterr().out)["open_routes"] == ["whoop", "withings"]
+        main(["health"])
+        assert "open routes     whoop, withings" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
