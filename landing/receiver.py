@@ -89,6 +89,8 @@ class _Receiver:
             log["error"] = exc.error
             # A body left unread would be drained by the server first: close instead.
             headers = {} if request.scope.get(_BODY_READ) else {"Connection": "close"}
+            if exc.status == 503:
+                headers["Retry-After"] = str(self.settings.retry_after_s)
             content = {"status": "rejected", "error": exc.error, "detail": exc.detail, **exc.extra}
             return _json(exc.status, content, headers)
 

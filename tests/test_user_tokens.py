@@ -195,3 +195,21 @@ def test_tokens_cli(
         assert "revoked" in capsys.readouterr().out
     finally:
         get_settings.cache_clear()
+
+
+def test_unreadable_revocation_list_is_503_never_a_guess(
+    aws_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    token_settings: Settings,
+    serve: Callable[[ASGIApp], str],
+) -> None:
+    from landing.store import open_store
+    from tests.helpers import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    store = open_store("s3://biobridge-unreachable/landing", token_settings)
+    url = serve(create_app(token_settings, store))
+    token = make_token(SECRET.encode(), "user-a", "0123456789abcdef")
+    r = httpx.post(f"{url}/webhooks/apple_health", content=HAE, headers=bearer(token), timeout=30)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+    assert r.json()["error"] == "store_unavailable" and token not in r.text
