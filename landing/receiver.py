@@ -120,6 +120,7 @@ class _Receiver:
         if reply is not None:  # e.g. Polar's PING: answered, nothing lands
             return _handshake_reply(reply, head=False)
         check = vendor.verify(request.headers, body, self.settings)
+        log["auth"] = check.scheme
         context = await self._authorize(check, context)
         payload = parse_payload(body, fmt)
 
