@@ -113,9 +113,11 @@ def format_verify(report: VerifyReport, *, limit: int) -> str:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Report database, store, backlog and last loads; exit 1 when something is wrong."""
+    from landing.open_routes import open_routes
     from ops.api import check_health
 
     report = check_health(max_pending_age_s=args.max_pending_age)
+    report["open_routes"] = open_routes(get_settings())  # informational: see docs/vendors/
     print(json.dumps(report, indent=2, default=str) if args.json else format_health(report))
     return 0 if report["ok"] else 1
 
@@ -153,6 +155,8 @@ def format_health(report: dict[str, Any]) -> str:
             text += str(failed["error"])
         text += f"; {loads['running']} running"
         lines.append(f"loads           {text}")
+    if "open_routes" in report:
+        lines.append(f"open routes     {', '.join(report['open_routes']) or 'none'}")
     if report["problems"]:
         lines.append("problems:")
         lines += [f"  - {p}" for p in report["problems"]]
@@ -171,6 +175,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from deployments.demo import run_demo
 
     return run_demo(receiver_url=args.receiver_url)
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Issue, list or revoke user tokens (Apple Health pushes); no Postgres needed."""
+    from landing.token_registry import tokens_command
+
+    return tokens_command(
+        args.action, user=args.user, token_id=args.token_id, settings=get_settings()
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--json", action="store_true", help="print the report as JSON")
     h.set_defaults(func=cmd_health)
+
+    t = sub.add_parser("tokens", help=cmd_tokens.__doc__)
+    t.add_argument("action", choices=["issue", "list", "revoke"])
+    t.add_argument("--user", help="the user id (required for issue and revoke)")
+    t.add_argument("--token-id", help="revoke: only this token (default: all of the user's)")
+    t.set_defaults(func=cmd_tokens)
     return p
 
 

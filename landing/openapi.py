@@ -57,14 +57,38 @@ def openapi_schema() -> dict[str, Any]:
                                 }
                             },
                         },
+                        "200": {"description": "A handshake POST (Polar's PING): nothing lands."},
                         "400": _error("Empty or malformed body, or a malformed user id."),
-                        "404": _error("Unknown vendor."),
+                        "401": _error("Bad, missing or stale signature or token (docs/vendors)."),
+                        "403": _error("A user token used for another user."),
+                        "404": _error("Unknown vendor; Fitbit: bad signature, as Fitbit expects."),
                         "408": _error("The body did not arrive in time."),
                         "413": _error("The body is too large."),
                         "415": _error("Unsupported Content-Type or Content-Encoding."),
                         "503": _error("The store did not confirm the write: retry later."),
                     },
-                }
+                },
+                "get": {
+                    "summary": "A vendor's subscription handshake (Oura challenge, Fitbit verify).",
+                    "parameters": [
+                        {
+                            "name": "vendor",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["oura", "fitbit"]},
+                        },
+                        {"name": "verification_token", "in": "query", "schema": {"type": "string"}},
+                        {"name": "challenge", "in": "query", "schema": {"type": "string"}},
+                        {"name": "verify", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": 'Oura: {"challenge": C} for the right token.'},
+                        "204": {"description": "Fitbit: the right verification code."},
+                        "401": _error("Oura: wrong or unconfigured verification token."),
+                        "404": _error("Fitbit: wrong or unconfigured verification code."),
+                        "405": _error("Not a handshake: webhooks are POSTed."),
+                    },
+                },
             },
             "/healthz": {"get": {"responses": {"200": {"description": "The process is up."}}}},
             "/readyz": {

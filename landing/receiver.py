@@ -1,7 +1,9 @@
 """The webhook receiver: lands each body byte-for-byte and answers 202 only once it is stored.
 
 Bad input gets a specific 4xx with a reason and lands nothing; a store failure gets 503 with
-Retry-After. Responses and logs never carry bodies, secrets or stack traces.
+Retry-After. Responses and logs never carry bodies, secrets or stack traces. Each delivery is
+authenticated by its vendor module (`verify`) before it is parsed; vendors' subscription
+handshakes (GET, HEAD, Polar's PING) are answered by their `handshake` hook and land nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from starlette.routing import Route
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
 from landing.headers import kept_headers
 from landing.keys import new_key
+from landing.open_routes import CREDENTIALS, open_routes, opted_out
 from landing.openapi import openapi_schema
 from landing.request_body import Rejection, body_format, parse_payload, read_body
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
-from landing.vendors import REGISTRY, Payload, Vendor
+from landing.token_registry import RevocationList
+from landing.vendors import REGISTRY, Handshake, Payload, Vendor, Verification
 
 logger = logging.getLogger("biobridge.receiver")
 _BODY_READ = "biobridge.body_read"
@@ -43,6 +47,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
     app = Starlette(
         routes=[
             Route("/webhooks/{vendor}", receiver.webhook, methods=["POST"]),
+            Route("/webhooks/{vendor}", receiver.handshake, methods=["GET", "HEAD"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", receiver.readyz, methods=["GET"]),
             Route(
@@ -67,6 +72,12 @@ class _Receiver:
     def __init__(self, settings: Settings, store: ObjectStore) -> None:
         self.settings = settings
         self.store = store
+        self.revocations = RevocationList(store, settings.token_revocation_refresh_s)
+        self.open_routes = open_routes(settings)
+        # The quick start (nothing configured) keeps /readyz as it was; the header always lists.
+        configured = len(self.open_routes) < len(CREDENTIALS) or bool(opted_out(settings))
+        self.readyz_extra = {"open_routes": self.open_routes} if configured else {}
+        self.readyz_headers = {"Biobridge-Open-Routes": ",".join(self.open_routes) or "none"}
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/{vendor}: check, land, then acknowledge; a 4xx lands nothing."""
@@ -77,6 +88,8 @@ class _Receiver:
             log["error"] = exc.error
             # A body left unread would be drained by the server first: close instead.
             headers = {} if request.scope.get(_BODY_READ) else {"Connection": "close"}
+            if exc.status == 503:
+                headers["Retry-After"] = str(self.settings.retry_after_s)
             content = {"status": "rejected", "error": exc.error, "detail": exc.detail, **exc.extra}
             return _json(exc.status, content, headers)
 
@@ -89,6 +102,12 @@ class _Receiver:
         except ValueError as exc:
             raise Rejection(400, "invalid_context", str(exc)) from None
         body = await self._read(request, log)
+        reply = vendor.handshake("POST", request.query_params, request.headers, body, self.settings)
+        if reply is not None:  # e.g. Polar's PING: answered, nothing lands
+            return _handshake_reply(reply, head=False)
+        check = vendor.verify(request.headers, body, self.settings)
+        log["auth"] = check.scheme
+        context = await self._authorize(check, context)
         payload = parse_payload(body, fmt)
 
         received_at = datetime.now(UTC)
@@ -98,6 +117,7 @@ class _Receiver:
             request,
             body,
             payload,
+            check,
             received_at=received_at,
             media_type=media_type,
             context=context,
@@ -145,6 +165,7 @@ class _Receiver:
         request: Request,
         body: bytes,
         payload: Payload,
+        check: Verification,
         *,
         received_at: datetime,
         media_type: str,
@@ -159,7 +180,8 @@ class _Receiver:
             content_type=media_type,
             delivery_id=vendor_id or str(uuid.uuid4()),
             delivery_id_source="vendor" if vendor_id else "receiver",
-            signature_verified=vendor.verify(request.headers, body, self.settings).verified,
+            signature_verified=check.verified,
+            signature=check.scheme,
             headers=kept_headers(request.headers, vendor.HEADERS),
             context=context,
         )
@@ -186,6 +208,52 @@ class _Receiver:
             {"Retry-After": str(self.settings.retry_after_s)},
         )
 
+    async def _authorize(self, check: Verification, context: dict[str, str]) -> dict[str, str]:
+        """Raise the Rejection `check` calls for; a user token must be unrevoked and its user's.
+
+        Returns the context with the token's user as `user_id`.
+        """
+        if not check.accepted:
+            error = "forbidden" if check.status == 403 else "unauthenticated"
+            raise Rejection(check.status, error, check.reason)
+        if check.token_id is None or check.user_id is None:
+            return context
+        try:
+            revoked = await self.revocations.is_revoked(check.token_id)
+        except Exception as exc:  # noqa: BLE001 (unreadable revocations: refuse, never guess)
+            logger.warning(
+                "%s",
+                orjson.dumps({"event": "revocations_unreadable", **_describe(exc)}).decode(),
+            )
+            raise Rejection(
+                503,
+                "store_unavailable",
+                "the token revocation list could not be read: retry later",
+            ) from None
+        if revoked:
+            raise Rejection(401, "unauthenticated", "this user token has been revoked")
+        claimed = context.get("user_id")
+        if claimed is not None and claimed != check.user_id:
+            raise Rejection(
+                403, "forbidden", "X-User-Id (or user_id) is not the user this token was issued to"
+            )
+        return {**context, "user_id": check.user_id}
+
+    async def handshake(self, request: Request) -> Response:
+        """GET/HEAD /webhooks/{vendor}: a vendor's subscription handshake; nothing lands."""
+        vendor = REGISTRY.get(request.path_params["vendor"])
+        reply = None
+        if vendor is not None:
+            request.scope[LOG_FIELDS]["vendor"] = vendor.NAME
+            reply = vendor.handshake(
+                request.method, request.query_params, request.headers, b"", self.settings
+            )
+        if reply is None:
+            raise HTTPException(405, headers={"Allow": "POST"})
+        if reply.status >= 400:
+            request.scope[LOG_FIELDS]["error"] = "handshake_refused"
+        return _handshake_reply(reply, head=request.method == "HEAD")
+
     async def readyz(self, request: Request) -> Response:
         """GET /readyz: 200 only when the store accepts a probe write, read and delete."""
         timeout = self.settings.probe_timeout_s
@@ -199,9 +267,10 @@ class _Receiver:
         except Exception as exc:  # noqa: BLE001 (readiness reports any failure, never crashes)
             reason = f"store probe failed: {type(exc).__name__}"
         else:
-            return _json(200, {"status": "ready"})
+            return _json(200, {"status": "ready", **self.readyz_extra}, self.readyz_headers)
         request.scope[LOG_FIELDS]["error"] = "store_unavailable"
-        return _json(503, {"status": "unavailable", "reason": reason})
+        content = {"status": "unavailable", "reason": reason, **self.readyz_extra}
+        return _json(503, content, self.readyz_headers)
 
 
 def _vendor_of(request: Request, log: dict[str, Any]) -> Vendor:
@@ -240,6 +309,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
         "detail": "unexpected error; the body was not acknowledged: retry later",
     }
     return _json(500, content)
+
+
+def _handshake_reply(reply: Handshake, *, head: bool) -> Response:
+    if reply.content is None or head or reply.status == 204:
+        return Response(status_code=reply.status)
+    return _json(reply.status, reply.content)
 
 
 def _describe(exc: BaseException) -> dict[str, str]:

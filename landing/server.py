@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from landing.local_store import LocalStore
+from landing.open_routes import OpenRoutesRefused, check_open_routes
 from landing.receiver import create_app
 from landing.settings import Settings, get_settings
 from landing.store import open_store
@@ -18,6 +19,11 @@ def serve(settings: Settings) -> None:
     """Open the landing store, build the app and serve it until SIGINT/SIGTERM."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        check_open_routes(settings)  # logs the open routes; refuses them on a public bind
+    except (OpenRoutesRefused, ValueError) as exc:
+        logger.error("%s", exc)
+        raise SystemExit(f"biobridge receiver: {exc}") from None
     store = open_store(settings.landing_location(), settings)
     if isinstance(store, LocalStore):
         swept = store.sweep_temp_files(older_than_s=2 * settings.ack_deadline_s)

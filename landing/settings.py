@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -61,6 +61,61 @@ class Settings(BaseSettings):
         description=(
             "A write that finishes later than this after receipt is answered 503, not 202, so "
             "discovery (which re-lists twice this window) can never miss an acknowledged body."
+        ),
+    )
+
+    # The vendor edge (docs/vendors/<vendor>.md): a route with its credential unset is open.
+    oura_client_secret: SecretStr | None = Field(
+        default=None, description="Oura OAuth client secret: checks x-oura-signature."
+    )
+    oura_verification_token: SecretStr | None = Field(
+        default=None, description="Token Oura echoes in its subscription challenge GET."
+    )
+    oura_accept_compact_json_signature: bool = Field(
+        default=False,
+        description=(
+            "Also accept an Oura signature over the body re-serialised as compact JSON "
+            "(Oura's sample signs JSON.stringify(parsed)); recorded as such in the metadata."
+        ),
+    )
+    whoop_client_secret: SecretStr | None = Field(
+        default=None, description="WHOOP client secret: checks X-WHOOP-Signature."
+    )
+    fitbit_client_secret: SecretStr | None = Field(
+        default=None, description="Fitbit client secret: checks X-Fitbit-Signature."
+    )
+    fitbit_verification_code: SecretStr | None = Field(
+        default=None, description="Code Fitbit sends as ?verify= when adding a subscriber."
+    )
+    polar_signature_secret: SecretStr | None = Field(
+        default=None, description="Polar signature_secret_key: checks Polar-Webhook-Signature."
+    )
+    garmin_client_id: str | None = Field(
+        default=None, description="Our Garmin consumer key: the garmin-client-id header must match."
+    )
+    signature_max_age_s: int = Field(
+        default=300,
+        gt=0,
+        description="Replay window of timestamped signatures (Oura, WHOOP), past and future.",
+    )
+    generic_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the old internal system must send with the generic shape.",
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="Server key of user tokens (`biobridge tokens issue`): Apple Health pushes.",
+    )
+    token_revocation_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="The receiver re-reads revoked tokens this often: the revocation delay.",
+    )
+    open_routes: str = Field(
+        default="",
+        description=(
+            "Comma-separated routes allowed to accept unauthenticated posts on a non-loopback "
+            "bind (oura, whoop, garmin, fitbit, withings, polar, apple_health, generic)."
         ),
     )
 

@@ -52,6 +52,10 @@ class ObjectMeta:
     signature_verified: bool
     headers: dict[str, str] = field(default_factory=dict)
     context: dict[str, str] = field(default_factory=dict)  # e.g. {"user_id": ...} from the route
+    # Which check let the body in (e.g. "oura-hmac-sha256", "user-token", "unsigned-open-route");
+    # "" in objects landed before the receiver recorded it. `signature_verified` is True exactly
+    # when a credential was checked and passed.
+    signature: str = ""
 
     @classmethod
     def of_body(
@@ -64,6 +68,7 @@ class ObjectMeta:
         delivery_id: str,
         delivery_id_source: str = "receiver",
         signature_verified: bool = False,
+        signature: str = "",
         headers: dict[str, str] | None = None,
         context: dict[str, str] | None = None,
     ) -> ObjectMeta:
@@ -77,6 +82,7 @@ class ObjectMeta:
             delivery_id=delivery_id,
             delivery_id_source=delivery_id_source,
             signature_verified=signature_verified,
+            signature=signature,
             headers=dict(headers or {}),
             context=dict(context or {}),
         )
@@ -92,7 +98,12 @@ class ObjectMeta:
         """Parse what `to_json` wrote."""
         d = orjson.loads(raw)
         d["received_at"] = datetime.fromisoformat(d["received_at"])
-        return cls(**d)
+        # Fields added later have defaults (older objects load); fields this version does not
+        # know yet are ignored (a newer receiver's objects load in an older pipeline).
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
+
+
+_FIELDS = frozenset(ObjectMeta.__dataclass_fields__)
 
 
 class ObjectStore(Protocol):

@@ -8,7 +8,7 @@ copy a module, give it its NAME, and add one line below.
 from __future__ import annotations
 
 from landing.vendors import apple_health, fitbit, garmin, generic, oura, polar, whoop, withings
-from landing.vendors.common import Payload, Vendor, Verification
+from landing.vendors.common import Handshake, Payload, Vendor, Verification
 
 _MODULES: tuple[Vendor, ...] = (
     oura,
@@ -23,4 +23,4 @@ _MODULES: tuple[Vendor, ...] = (
 
 REGISTRY: dict[str, Vendor] = {m.NAME: m for m in _MODULES}
 
-__all__ = ["REGISTRY", "Payload", "Vendor", "Verification"]
+__all__ = ["REGISTRY", "Handshake", "Payload", "Vendor", "Verification"]
