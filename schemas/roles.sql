@@ -55,7 +55,8 @@ BEGIN
             ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'v')
           AND (n.nspname = 'biobridge'
-               OR (n.nspname = 'public' AND c.relname = 'biometric_events'))
+               OR (n.nspname = 'public'
+                   AND c.relname IN ('biometric_events', 'current_biometric_events')))
     LOOP
         -- Owned (identity) sequences follow their table.
         EXECUTE format('ALTER TABLE %s OWNER TO biobridge_owner', t.name);
@@ -81,6 +82,12 @@ BEGIN
     IF to_regclass('public.biometric_events') IS NOT NULL THEN
         GRANT SELECT, INSERT, UPDATE ON public.biometric_events TO biobridge_loader;
         GRANT SELECT ON public.biometric_events TO biobridge_reader;
+    END IF;
+    -- The view readers use: rows a vendor deleted (deleted_at set) left out (migration 0005).
+    IF to_regclass('public.current_biometric_events') IS NOT NULL THEN
+        GRANT SELECT ON public.current_biometric_events TO biobridge_loader, biobridge_reader;
+    END IF;
+    IF to_regclass('public.biometric_events') IS NOT NULL THEN
         IF pg_get_serial_sequence('public.biometric_events', 'id') IS NOT NULL THEN
             EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO biobridge_loader',
                            pg_get_serial_sequence('public.biometric_events', 'id'));

@@ -36,6 +36,13 @@ class PipelineSettings(Settings):
     health_max_pending_age_s: int = Field(
         default=900, gt=0, description="`biobridge health` fails when a file waits longer."
     )
+    token_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key encrypting stored vendor OAuth tokens (`biobridge connect`).",
+    )
+    fetch_batch: int = Field(
+        default=50, ge=1, le=5000, description="Notifications the fetch stage claims at once."
+    )
 
 
 PIPELINE_ONLY_ENV: tuple[str, ...] = tuple(
