@@ -99,6 +99,10 @@ def format_verify(report: VerifyReport, *, limit: int) -> str:
         f"rows without lineage: {report.rows_without_lineage}; rows without a load record: "
         f"{report.rows_without_load}; duplicated keys: {report.duplicate_keys}; legacy rows "
         f"(no source_key): {'-' if report.legacy_rows is None else report.legacy_rows}",
+        "notifications: "
+        + (", ".join(f"{n} {s}" for s, n in sorted(report.notification_states.items())) or "none")
+        + f"; fetched documents: {report.fetched_documents} "
+        f"({report.fetched_documents_loaded} loaded)",
     ]
     if report.ok:
         lines.append("OK: no discrepancies")
@@ -178,11 +182,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
-    """Issue, list or revoke user tokens (Apple Health pushes); no Postgres needed."""
+    """Issue, list or revoke user tokens (Apple Health pushes; no Postgres needed), or with
+    --vendor list or revoke stored vendor OAuth connections."""
+    if args.vendor:
+        from ops.connect import vendor_tokens_command
+        from tasks.settings import get_pipeline_settings
+
+        return vendor_tokens_command(
+            args.action, vendor=args.vendor, user=args.user, settings=get_pipeline_settings()
+        )
     from landing.token_registry import tokens_command
 
     return tokens_command(
         args.action, user=args.user, token_id=args.token_id, settings=get_settings()
+    )
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Connect a user's vendor account (OAuth): print the authorize URL, store the tokens."""
+    from ops.connect import connect_user
+    from tasks.settings import get_pipeline_settings
+    from tasks.vendor_settings import VendorApiSettings
+
+    return connect_user(
+        args.vendor,
+        user=args.user,
+        settings=get_pipeline_settings(),
+        apis=VendorApiSettings(),
+        port=args.port,
+        timeout_s=args.timeout,
     )
 
 
@@ -252,7 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("action", choices=["issue", "list", "revoke"])
     t.add_argument("--user", help="the user id (required for issue and revoke)")
     t.add_argument("--token-id", help="revoke: only this token (default: all of the user's)")
+    t.add_argument(
+        "--vendor",
+        choices=["oura", "whoop", "fitbit", "withings", "polar"],
+        help="list/revoke stored OAuth connections of this pointer vendor instead",
+    )
     t.set_defaults(func=cmd_tokens)
+
+    c = sub.add_parser("connect", help=cmd_connect.__doc__)
+    c.add_argument("vendor", choices=["oura", "whoop", "fitbit", "withings", "polar"])
+    c.add_argument("--user", required=True, help="the Biobridge user id to connect")
+    c.add_argument("--port", type=int, default=0, help="callback port on 127.0.0.1 (0: free)")
+    c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the callback")
+    c.set_defaults(func=cmd_connect)
     return p
 
 

@@ -115,6 +115,7 @@ def ingest(params: IngestParams | None = None) -> LoadRecord:
         counts = LoadCounts()
         discovered = 0
         try:
+            counts.fetch = steps.fetch_notifications(load_id=load_id, vendors=params.vendors)
             discovered = find_files(steps, params, load_id=load_id)
             spec = BatchSpec(
                 limit=params.batch_files,

@@ -22,7 +22,7 @@ def summary_rows(load: LoadRecord, counts: LoadCounts, discovered: int) -> list[
             "value": load["files_quarantined"],
         },
         {
-            "measure": "files deferred (vendor pointers, not fetched)",
+            "measure": "files deferred (vendor pointers: the fetch stage resolves them)",
             "value": load["files_deferred"],
         },
         {"measure": "rows inserted", "value": load["rows_inserted"]},
@@ -31,6 +31,10 @@ def summary_rows(load: LoadRecord, counts: LoadCounts, discovered: int) -> list[
         {"measure": "records quarantined", "value": load["records_quarantined"]},
         {"measure": "schema drift keys (not loaded)", "value": sum(counts.drift.values())},
         {"measure": "max lag receipt to load (s)", "value": round(counts.lag_seconds_max, 1)},
+        *(
+            {"measure": f"fetch: {name.replace('_', ' ')}", "value": value}
+            for name, value in counts.fetch.as_dict().items()
+        ),
     ]
 
 

@@ -12,7 +12,11 @@ d. every row of `biometric_events` names a file the ledger has loaded (rows of t
    without a source, are counted as legacy rows);
 e. no measurement key is duplicated;
 f. every quarantined file has an open quarantine entry;
-g. every row's `load_id` is a load record.
+g. every row's `load_id` is a load record;
+h. every pointer notification (a `deferred` file) is in `biobridge.notifications` once a run has
+   had the chance to see it, in a state that says where it stands (fetched, resolved_empty,
+   deleted, rate_limited, retry_later, needs_reauth or failed, with the reason), and every
+   document fetched for it is in the ledger (discovered once the settle window passed).
 
 It writes nothing: staging tables are temporary and the transaction is rolled back.
 """
@@ -146,6 +150,9 @@ class VerifyReport:
     rows_without_load: int = 0
     legacy_rows: int | None = None
     duplicate_keys: int = 0
+    notification_states: dict[str, int] = field(default_factory=dict)
+    fetched_documents: int = 0
+    fetched_documents_loaded: int = 0
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
     @property
@@ -212,6 +219,7 @@ def verify(
         _check_row_lineage(conn, report, window, unbounded=unbounded, all_vendors=_all(vendors))
         _check_duplicates(conn, report)
         _check_quarantine(conn, report, window)
+        _check_notifications(conn, report, window, late=now - settle - grace)
     finally:
         conn.rollback()
     return report
@@ -414,6 +422,58 @@ def _check_quarantine(conn: Connection, report: VerifyReport, window: tuple[Any,
             f"{what} but no open entry in biobridge.quarantine says why; replay it to record "
             "the reason: `biobridge ingest --mode replay`",
         )
+
+
+_NOTIFICATION_STATES = f"""
+SELECT coalesce(n.state, 'unregistered'), count(*) FROM biobridge.landed_files AS f
+LEFT JOIN biobridge.notifications AS n USING (object_key)
+WHERE {_WINDOW} AND f.state = 'deferred' GROUP BY 1
+"""  # noqa: S608 - fixed text
+
+_UNREGISTERED = f"""
+SELECT f.object_key, f.loaded_at FROM biobridge.landed_files AS f
+WHERE {_WINDOW} AND f.state = 'deferred' AND f.loaded_at < $4
+  AND NOT EXISTS (SELECT 1 FROM biobridge.notifications AS n WHERE n.object_key = f.object_key)
+ORDER BY f.object_key
+"""  # noqa: S608 - fixed text
+
+_DOCUMENTS = f"""
+SELECT d.object_key, d.notification_key, d.fetched_at, l.state FROM biobridge.fetched_documents AS d
+JOIN biobridge.landed_files AS f ON f.object_key = d.notification_key
+LEFT JOIN biobridge.landed_files AS l ON l.object_key = d.object_key
+WHERE {_WINDOW}
+ORDER BY d.object_key
+"""  # noqa: S608 - fixed text
+
+
+def _check_notifications(
+    conn: Connection, report: VerifyReport, window: tuple[Any, ...], *, late: datetime
+) -> None:
+    with conn.cursor() as cur:
+        cur.execute(_NOTIFICATION_STATES, window)
+        report.notification_states = {state: int(n) for state, n in cur.fetchall()}
+        cur.execute(_UNREGISTERED, (*window, late))
+        unregistered = cur.fetchall()
+        cur.execute(_DOCUMENTS, window)
+        documents = cur.fetchall()
+    for key, deferred_at in unregistered:
+        report.add(
+            "notification_not_fetched",
+            key,
+            f"a pointer notification deferred at {deferred_at} that no fetch stage picked up; "
+            "run `biobridge ingest` (the fetch stage runs first in every run)",
+        )
+    for doc_key, notification_key, fetched_at, state in documents:
+        report.fetched_documents += 1
+        if state == "loaded":
+            report.fetched_documents_loaded += 1
+        elif state is None and fetched_at < late:
+            report.add(
+                "fetched_document_not_in_ledger",
+                doc_key,
+                f"fetched for {notification_key} at {fetched_at} but never discovered; "
+                "run `biobridge ingest --mode backfill` for its window",
+            )
 
 
 def _age(delta: timedelta) -> str:

@@ -21,6 +21,53 @@ LOAD_TOTALS: tuple[str, ...] = (
 """The counts a load record sums over its batches (columns of `biobridge.loads`)."""
 
 
+FETCH_OUTCOMES: tuple[str, ...] = (
+    "fetched",
+    "resolved_empty",
+    "deleted",
+    "rate_limited",
+    "retry_later",
+    "needs_reauth",
+    "failed",
+)
+"""Where a notification can end a run (the states of `biobridge.notifications` besides pending)."""
+
+
+@dataclass
+class FetchCounts:
+    """What the fetch stage did in one run: notifications by outcome, documents, requests."""
+
+    notifications_claimed: int = 0
+    fetched: int = 0
+    resolved_empty: int = 0
+    deleted: int = 0
+    rate_limited: int = 0
+    retry_later: int = 0
+    needs_reauth: int = 0
+    failed: int = 0
+    documents_landed: int = 0
+    rows_marked_deleted: int = 0
+    token_refreshes: int = 0
+    connections_marked: int = 0
+    seconds_fetching: float = 0.0
+
+    def count(self, outcome: str) -> None:
+        """One more notification ended the run in `outcome` (one of `FETCH_OUTCOMES`)."""
+        if outcome not in FETCH_OUTCOMES:
+            raise ValueError(
+                f"outcome: expected one of {', '.join(FETCH_OUTCOMES)}, found {outcome!r}"
+            )
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Every count by name (what `biobridge.loads.fetch` stores)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        """One log line."""
+        return ", ".join(f"{k} {v}" for k, v in self.as_dict().items())
+
+
 @dataclass
 class LoadCounts:
     """What one batch (or a whole run, summed) did; the numbers come from Postgres itself."""
@@ -37,6 +84,7 @@ class LoadCounts:
     reasons: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
     lag_seconds_max: float = 0.0
+    fetch: FetchCounts = field(default_factory=FetchCounts)  # the run's fetch stage (not summed)
 
     def add(self, other: LoadCounts) -> None:
         """Accumulate another batch's counts into this one."""
@@ -75,3 +123,4 @@ class LoadRecord(TypedDict):
     drift: object
     code_version: str
     error: str | None
+    fetch: object

@@ -113,7 +113,7 @@ def _classify(files: Sequence[LandedFile]) -> _Sorted:
             )
             continue
         try:
-            resource = resource_of(f.meta.vendor, payload, f.meta.headers)
+            resource = resource_of(f.meta.vendor, payload, f.meta.headers, f.meta.context)
         except ValueError as exc:
             out.whole.append(
                 _WholeFile(
@@ -123,8 +123,8 @@ def _classify(files: Sequence[LandedFile]) -> _Sorted:
             continue
         if is_pointer(f.meta.vendor, resource):
             out.deferred[no] = (
-                f"{f.meta.vendor} {resource}: points at data held by the vendor; fetching it "
-                "from the vendor's API is not implemented yet"
+                f"{f.meta.vendor} {resource}: points at data held by the vendor; the fetch "
+                "stage resolves it (biobridge.notifications)"
             )
             continue
         context = {**f.meta.context, "device_type": f.meta.vendor}

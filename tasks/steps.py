@@ -8,6 +8,7 @@ a changed `BIOBRIDGE_IO_RETRIES` takes effect without re-importing anything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,14 +18,18 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from schemas.loads import LoadCounts, LoadRecord
+from schemas.loads import FetchCounts, LoadCounts, LoadRecord
 from tasks.batch import BatchSpec, process_batch
 from tasks.discover import discover, settle_window
+from tasks.fetch.stage import FetchPolicy
+from tasks.fetch.stage import fetch_notifications as run_fetch_stage
 from tasks.retry import retry_if_transient
 from tasks.runtime import database_url, landing_store
 from tasks.settings import PipelineSettings, get_pipeline_settings
+from tasks.vendor_settings import VendorApiSettings
 from warehouse import ledger
 from warehouse.migrate import apply_migrations
+from warehouse.notifications import record_fetch_counts
 from warehouse.postgres import connect
 
 P = ParamSpec("P")
@@ -106,6 +111,28 @@ def discover_files(
     return found
 
 
+def fetch_notifications(*, load_id: int, vendors: Sequence[str]) -> FetchCounts:
+    """Resolve due pointer notifications: fetch what they point at and land it as raw JSON."""
+    settings = get_pipeline_settings()
+    policy = FetchPolicy(
+        retries=settings.io_retries, backoff_s=settings.retry_backoff_s, batch=settings.fetch_batch
+    )
+    with connect(database_url()) as conn, connect(database_url()) as tokens:
+        counts = run_fetch_stage(
+            conn,
+            tokens,
+            landing_store(),
+            apis=VendorApiSettings(),
+            policy=policy,
+            token_key=settings.token_encryption_key,
+            load_id=load_id,
+            vendors=vendors,
+        )
+        record_fetch_counts(conn, load_id, json.dumps(counts.as_dict()))
+    get_run_logger().info("fetch: %s", counts.summary())
+    return counts
+
+
 def load_batch(*, load_id: int, spec: BatchSpec) -> LoadCounts | None:
     """Claim up to spec.limit pending files and load them in one transaction."""
     with connect(database_url()) as conn:
@@ -129,6 +156,7 @@ class IngestTasks:
     open_load: Task[..., int]
     requeue_files: Task[..., int]
     discover_files: Task[..., dict[str, int]]
+    fetch_notifications: Task[..., FetchCounts]
     load_batch: Task[..., LoadCounts | None]
     close_load: Task[..., LoadRecord]
 
@@ -141,6 +169,7 @@ def ingest_tasks(settings: PipelineSettings) -> IngestTasks:
         open_load=policy.declare(open_load, name="open-load-record"),
         requeue_files=policy.declare(requeue_files, name="requeue-for-replay"),
         discover_files=policy.declare(discover_files, name="discover-landed-files"),
+        fetch_notifications=policy.declare(fetch_notifications, name="fetch-notifications"),
         load_batch=policy.declare(load_batch, name="load-batch"),
         close_load=policy.declare(close_load, name="close-load-record"),
     )

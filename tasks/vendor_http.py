@@ -16,7 +16,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,10 +157,18 @@ def _is_invalid_grant(body: Any) -> bool:
 class VendorClient:
     """One vendor's OAuth and data API over one pooled HTTP client (use as a context manager)."""
 
-    def __init__(self, api: VendorApi, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        api: VendorApi,
+        *,
+        timeout_s: float = 30.0,
+        before_send: Callable[[str], None] | None = None,
+    ) -> None:
         self.api = api
         self.vendor = api.vendor
         self._http = httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False)
+        # Called with the path before every request: the fetch stage's rate limiter waits there.
+        self._before_send = before_send
 
     def __enter__(self) -> VendorClient:
         return self
@@ -352,6 +360,8 @@ class VendorClient:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         path = self._path(url)
+        if self._before_send is not None:
+            self._before_send(path)
         started = time.perf_counter()
         try:
             response = self._http.request(method, url, **kwargs)

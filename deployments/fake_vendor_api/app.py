@@ -11,8 +11,10 @@ from starlette.routing import BaseRoute, Route
 
 from deployments.fake_vendor_api.data import (
     fitbit_day,
+    fitbit_profile,
     oura_collection,
     oura_document,
+    oura_personal_info,
     polar_document,
     polar_register,
     whoop_collection,
@@ -57,6 +59,7 @@ def _vendor_routes() -> list[BaseRoute]:
         routes.append(route(vendor, TOKEN_PATHS[vendor], token_endpoint, ("POST",)))
     w = API_PATHS["whoop"]
     routes += [
+        route("oura", "/v2/usercollection/personal_info", oura_personal_info),
         route("oura", "/v2/usercollection/{data_type}/{object_id}", oura_document),
         route("oura", "/v2/usercollection/{data_type}", oura_collection),
         route("whoop", w + "/v2/user/profile/basic", whoop_profile),
@@ -73,6 +76,7 @@ def _vendor_routes() -> list[BaseRoute]:
             "/1/user/{user}/activities/heart/date/{date}/1d.json",
             _as("activities-heart", fitbit_day),
         ),
+        route("fitbit", "/1/user/-/profile.json", fitbit_profile),
         route("fitbit", "/1/user/{user}/hrv/date/{date}.json", _as("hrv", fitbit_day)),
         route("fitbit", "/1/user/{user}/temp/skin/date/{date}.json", _as("temp_skin", fitbit_day)),
         route("fitbit", "/1/user/{user}/temp/core/date/{date}.json", _as("temp_core", fitbit_day)),

@@ -122,6 +122,19 @@ async def whoop_profile(request: Request, state: FakeVendorState, vendor: str) -
     )
 
 
+async def oura_personal_info(request: Request, state: FakeVendorState, vendor: str) -> Response:
+    """`GET /v2/usercollection/personal_info`: who the token belongs to."""
+    return JSONResponse({"id": user_of(request, state, vendor), "age": 35})
+
+
+async def fitbit_profile(request: Request, state: FakeVendorState, vendor: str) -> Response:
+    """`GET /1/user/-/profile.json`: the user's id and UTC offset (milliseconds)."""
+    user = user_of(request, state, vendor)
+    with state.lock:
+        offset = state.utc_offsets_ms.get(user, 0)
+    return JSONResponse({"user": {"encodedId": user, "offsetFromUTCMillis": offset}})
+
+
 async def fitbit_day(request: Request, state: FakeVendorState, vendor: str) -> Response:
     user = user_of(request, state, vendor)
     owner = request.path_params["user"]

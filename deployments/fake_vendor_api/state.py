@@ -176,6 +176,7 @@ class FakeVendorState:
     registered: set[tuple[str, str]] = field(default_factory=set)
     oura_subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     fitbit_subscriptions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    utc_offsets_ms: dict[str, int] = field(default_factory=dict)  # Fitbit profile, per user
     verify_callbacks: bool = True  # Oura checks a callback (challenge) before subscribing it
     faults: list[Fault] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)

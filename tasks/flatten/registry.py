@@ -43,9 +43,16 @@ def is_pointer(vendor: str, resource: str) -> bool:
     return (vendor, resource) in FLATTENERS and FLATTENERS[vendor, resource] is POINTER
 
 
-def resource_of(vendor: str, payload: Any, headers: Mapping[str, str]) -> str:
-    """The resource of a body landed on ``/webhooks/<vendor>``.
+def resource_of(
+    vendor: str,
+    payload: Any,
+    headers: Mapping[str, str],
+    context: Mapping[str, str] | None = None,
+) -> str:
+    """The resource of a body landed on ``/webhooks/<vendor>`` or fetched from its API.
 
+    A fetched document's metadata context names its resource (the fetch stage knows what it
+    asked for); that wins over detection, which cannot tell every document kind apart.
     Raises UnrecognisedBody (a ValueError) naming what was expected and what was found.
     """
     module = REGISTRY.get(vendor)
@@ -53,6 +60,9 @@ def resource_of(vendor: str, payload: Any, headers: Mapping[str, str]) -> str:
         raise UnrecognisedBody(
             f"route vendor: expected one of {', '.join(REGISTRY)}, found {vendor!r}"
         )
+    recorded = (context or {}).get("resource")
+    if recorded is not None and (context or {}).get("fetched") and recorded in module.RESOURCES:
+        return recorded
     lower = {name.lower(): value for name, value in headers.items()}
     resource = module.detect(payload, lower)
     if resource is None:
