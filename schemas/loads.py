@@ -123,4 +123,4 @@ class LoadRecord(TypedDict):
     drift: object
     code_version: str
     error: str | None
-    fetch: object
+    fetch_counts: object

@@ -138,7 +138,7 @@ def record_fetch_counts(conn: Connection, load_id: int, counts_json: str) -> Non
     """Store what the fetch stage did in this run on the load record."""
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE biobridge.loads SET fetch = $2::jsonb WHERE load_id = $1",
+            "UPDATE biobridge.loads SET fetch_counts = $2::jsonb WHERE load_id = $1",
             (load_id, counts_json),
         )
     conn.commit()

@@ -81,4 +81,4 @@ CREATE OR REPLACE VIEW public.current_biometric_events AS
     FROM public.biometric_events WHERE deleted_at IS NULL;
 
 -- What the fetch stage did in a run, by outcome (the run artifact shows the same numbers).
-ALTER TABLE biobridge.loads ADD COLUMN IF NOT EXISTS fetch jsonb NOT NULL DEFAULT '{}'::jsonb;
+ALTER TABLE biobridge.loads ADD COLUMN IF NOT EXISTS fetch_counts jsonb NOT NULL DEFAULT '{}'::jsonb;
