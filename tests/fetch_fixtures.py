@@ -24,7 +24,7 @@ from tasks.settings import PipelineSettings
 from tasks.vendor_settings import POINTER_VENDORS, VendorApiSettings
 from tests.pipeline import Pipeline, make_pipeline
 
-POLAR_SIGNATURE_SECRET = "test-only-polar-signature-secret"  # noqa: S105 - obviously fake
+POLAR_SIGNATURE_SECRET = "test-only-polar-signature-secret"
 OURA_USER = "c2b7e5d0-31f4-4a8e-9d62-0b5f7a3e1c98"
 EVENT_TIME = "2025-07-28T13:42:11.385000+00:00"
 
