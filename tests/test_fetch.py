@@ -164,6 +164,8 @@ def test_a_deletion_event_marks_the_rows_it_refers_to(fetch_setup: FetchSetup) -
     for _ in range(2):
         assert p.ingest().is_completed()
     assert p.scalar(live) == 0
+    marked = p.scalar("SELECT rows_deleted FROM biobridge.notifications WHERE state = 'deleted'")
+    assert marked == before
     deleted = p.query(
         "SELECT count(*), min(deleted_by) FROM public.biometric_events WHERE deleted_at IS NOT NULL"
     )[0]
@@ -194,6 +196,7 @@ def test_fitbit_user_revoked_access_marks_the_connection(fetch_setup: FetchSetup
     )[0]
     assert status == "revoked" and "revoked access" in reason
     assert states(s) == {"resolved_empty": 1}
+    assert fetch_counts(p.ingest().result())["connections_marked"] == 0  # nothing more to do
 
 
 def test_oura_heartrate_user_is_the_notifications(fetch_setup: FetchSetup) -> None:

@@ -252,10 +252,10 @@ def set_status(
             "UPDATE biobridge.vendor_connections SET status = $3, status_reason = $4, "
             "status_at = now(), updated_at = now() WHERE vendor = $1 "
             "AND (user_id = $2 OR ($2::text IS NULL AND vendor_user_id = $5)) "
-            "AND status <> 'revoked'",
+            "AND status <> 'revoked' RETURNING 1",
             (vendor, user_id, status, reason, vendor_user_id),
         )
-        return int(cur.rowcount)
+        return len(cur.fetchall())
 
 
 def list_connections(conn: Connection, *, vendor: str | None = None) -> list[ConnectionSummary]:

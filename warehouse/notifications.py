@@ -128,10 +128,10 @@ def mark_rows_deleted(conn: Connection, *, vendor: str, record_ref: str, deleted
         cur.execute(
             "UPDATE public.biometric_events SET deleted_at = now(), deleted_by = $3 "
             "WHERE deleted_at IS NULL AND source_key IN (SELECT object_key FROM "
-            "biobridge.fetched_documents WHERE vendor = $1 AND record_ref = $2)",
+            "biobridge.fetched_documents WHERE vendor = $1 AND record_ref = $2) RETURNING 1",
             (vendor, record_ref, deleted_by),
         )
-        return int(cur.rowcount)
+        return len(cur.fetchall())
 
 
 def record_fetch_counts(conn: Connection, load_id: int, counts_json: str) -> None:
