@@ -164,3 +164,31 @@ def test_existing_database_passes_to_the_owner(setup: Setup) -> None:
     assert apply_migrations(setup.loader) == []
     assert refused(setup.loader, "DELETE FROM public.biometric_events") == PERMISSION_DENIED
     assert refused(setup.loader, "INSERT INTO biobridge.loads (code_version) VALUES ('t')") is None
+
+
+def test_loader_runs_the_fetch_stage_tables_and_readers_see_the_view(setup: Setup) -> None:
+    """Migration 0005's tables: the loader stores connections, resolves notifications and
+    soft-deletes rows (UPDATE), but deletes nothing; readers read the view of live rows."""
+    assert apply_migrations(setup.owner)
+    setup.apply_roles()
+    allowed = (
+        "INSERT INTO biobridge.vendor_connections (vendor, user_id, access_token_enc) "
+        "VALUES ('oura', 'u', 'ciphertext')",
+        "UPDATE biobridge.vendor_connections SET status = 'needs_reauth'",
+        "UPDATE biobridge.notifications SET state = 'fetched'",
+        "UPDATE biobridge.fetched_documents SET record_ref = 'x'",
+        "UPDATE public.biometric_events SET deleted_at = now(), deleted_by = 'k'",
+        "SELECT count(*) FROM public.current_biometric_events",
+    )
+    for statement in allowed:
+        assert refused(setup.loader, statement) is None, statement
+    for statement in (
+        "DELETE FROM biobridge.vendor_connections",
+        "DELETE FROM biobridge.notifications",
+        "DELETE FROM biobridge.fetched_documents",
+    ):
+        assert refused(setup.loader, statement) == PERMISSION_DENIED, statement
+    assert refused(setup.reader, "SELECT count(*) FROM public.current_biometric_events") is None
+    assert refused(setup.reader, "UPDATE biobridge.notifications SET state = 'x'") == (
+        PERMISSION_DENIED
+    )
