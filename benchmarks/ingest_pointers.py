@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -42,13 +41,11 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deployments.fake_vendor_api import EXAMPLES, start_fake_vendor_api  # noqa: E402
-from landing.keys import new_key  # noqa: E402
-from landing.store import ObjectMeta, open_store  # noqa: E402
-from warehouse.migrate import apply_migrations  # noqa: E402
-from warehouse.postgres import connect, display_url, url_with_database  # noqa: E402
+from deployments.fake_vendor_api import EXAMPLES, start_fake_vendor_api
+from landing.keys import new_key
+from landing.store import ObjectMeta, open_store
+from warehouse.migrate import apply_migrations
+from warehouse.postgres import connect, display_url, url_with_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHARES = {"oura": 0.35, "whoop": 0.30, "polar": 0.20, "fitbit": 0.10, "withings": 0.05}
@@ -265,11 +262,15 @@ def run(args: argparse.Namespace, work: Path, db_url: str) -> None:
             f"{fetch['documents_landed']} documents, load {second['files_read']} files, "
             f"{second['rows_inserted']} rows): {t2:.2f} s"
         )
-        print(f"  fetch stage: {fetch['seconds_fetching']:.2f} s; rest of run 2 (discover, load, "
-              f"flow): {t2 - fetch['seconds_fetching']:.2f} s")
+        print(
+            f"  fetch stage: {fetch['seconds_fetching']:.2f} s; rest of run 2 (discover, load, "
+            f"flow): {t2 - fetch['seconds_fetching']:.2f} s"
+        )
         for label, seconds in clock.seconds.items():
-            print(f"  {label}: {seconds:.2f} s over {clock.calls[label]} calls "
-                  f"({1000 * seconds / max(1, clock.calls[label]):.2f} ms each)")
+            print(
+                f"  {label}: {seconds:.2f} s over {clock.calls[label]} calls "
+                f"({1000 * seconds / max(1, clock.calls[label]):.2f} ms each)"
+            )
         print(f"notification states: {states}; rows in biometric_events: {rows}")
         print(
             f"files/s over both runs: {files / (t1 + t2):.0f} ({files} files: notifications + "

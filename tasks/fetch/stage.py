@@ -223,8 +223,15 @@ def resolve(run: FetchRun, landed: LandedFile, *, attempts: int) -> Outcome:
             )
         except NeedsReauthorization as exc:
             return Outcome("needs_reauth", str(exc), request.vendor_user_id or user, documents)
+        except TokenKeyError as exc:  # the key changed: the stored tokens are unreadable
+            return Outcome("needs_reauth", str(exc), request.vendor_user_id or user, documents)
         except VendorHttpError as exc:
             return Outcome("failed", str(exc), user, documents)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # A vendor answer of a shape the fetch module did not expect: a Biobridge bug or a
+            # vendor change. This notification fails with the reason; the run goes on.
+            reason = f"unexpected answer for {request.resource} ({type(exc).__name__}: {exc})"
+            return Outcome("failed", reason, user, documents)
     if documents:
         return Outcome("fetched", None, user, documents, deleted)
     if any(r.action is Action.DELETE for r in requests):
