@@ -207,3 +207,18 @@ def test_oura_heartrate_user_is_the_notifications(fetch_setup: FetchSetup) -> No
         assert p.ingest().is_completed()
     users = p.query("SELECT DISTINCT user_id FROM public.biometric_events")
     assert users == [(OURA_USER,)]
+
+
+def test_fitbit_core_temperature_uses_the_users_utc_offset(fetch_setup: FetchSetup) -> None:
+    s, p = fetch_setup, fetch_setup.pipeline
+    s.fake.state.utc_offsets_ms["B7QK2M"] = -7 * 3600 * 1000  # the profile says UTC-7
+    s.connect("fitbit", "carol")
+    day = {"tempCore": [{"dateTime": "2025-07-30T08:00:00", "value": 37.2}]}
+    s.fake.add_document("fitbit", "temp_core", day, user_id="B7QK2M", accept_language="en_GB")
+    item = {"collectionType": "body", "date": "2025-07-30", "ownerId": "B7QK2M"}
+    s.notify("fitbit", json.dumps([item | {"ownerType": "user"}]).encode())
+    for _ in range(2):
+        assert p.ingest().is_completed()
+    assert p.query('SELECT metric_type, value, "timestamp" FROM public.biometric_events') == [
+        ("body_temperature_c", 37.2, datetime(2025, 7, 30, 15, tzinfo=UTC))
+    ]
