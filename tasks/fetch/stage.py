@@ -93,6 +93,9 @@ class FetchRun:
     clients: dict[str, VendorClient] = field(default_factory=dict)
     blocked_until: dict[str, float] = field(default_factory=dict)
     current_user: str | None = None
+    # Window pulls (no record_ref, e.g. Oura's day of heartrate) already done this run: several
+    # notifications of one user and day need the same pull once.
+    pulled: set[tuple[str, str | None, str, str]] = field(default_factory=set)
 
     def client(self, vendor: str) -> VendorClient:
         if vendor not in self.clients:
@@ -207,6 +210,13 @@ def resolve(run: FetchRun, landed: LandedFile, *, attempts: int) -> Outcome:
                     deleted_by=landed.key,
                 )
                 continue
+            if request.record_ref is None:
+                what = f"{request.target} {sorted(request.params.items())}"
+                pull = (vendor, request.vendor_user_id, request.resource, what)
+                if pull in run.pulled:
+                    empty.append(f"{request.resource} {what}: fetched once this run already")
+                    continue
+                run.pulled.add(pull)
             landed_now = _fetch_and_land(run, landed, request)
             documents += landed_now
             if not landed_now:
