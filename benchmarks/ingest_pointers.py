@@ -226,7 +226,8 @@ def run(args: argparse.Namespace, work: Path, db_url: str) -> None:
         vendor_http.VendorClient._send = clock.wrap(  # type: ignore[method-assign]
             "vendor HTTP (incl. fake's answer)", vendor_http.VendorClient._send
         )
-        stage._fetch_and_land = clock.wrap("fetch+land per request", stage._fetch_and_land)
+        stage._fetch_and_land = clock.wrap("fetch per request", stage._fetch_and_land)
+        stage.land_documents = clock.wrap("land a batch (parallel puts)", stage.land_documents)
         stage.resolve = clock.wrap("resolve per notification", stage.resolve)
         from landing.local_store import LocalStore
 

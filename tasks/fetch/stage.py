@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -96,6 +97,10 @@ class FetchRun:
     # Window pulls (no record_ref, e.g. Oura's day of heartrate) already done this run: several
     # notifications of one user and day need the same pull once.
     pulled: set[tuple[str, str | None, str, str]] = field(default_factory=set)
+    # Documents to land before the batch's outcomes commit (puts are fsync'd: done in parallel).
+    to_land: list[tuple[str, bytes, ObjectMeta]] = field(default_factory=list)
+    # Connections read this run, by (vendor, vendor user); dropped when refreshed or marked.
+    known: dict[tuple[str, str | None], VendorConnection] = field(default_factory=dict)
 
     def client(self, vendor: str) -> VendorClient:
         if vendor not in self.clients:
@@ -167,6 +172,7 @@ def fetch_notifications(
                     outcome.state,
                     outcome.documents,
                 )
+            land_documents(run)  # durable before the outcomes that name them commit
             conn.commit()
         conn.rollback()
     finally:
@@ -249,6 +255,18 @@ def resolve(run: FetchRun, landed: LandedFile, *, attempts: int) -> Outcome:
     return Outcome("resolved_empty", "; ".join(empty) or "nothing returned", user)
 
 
+PUT_WORKERS = 8
+
+
+def land_documents(run: FetchRun) -> None:
+    """Put the batch's fetched documents in the store, in parallel; raise if any put fails."""
+    batch, run.to_land = run.to_land, []
+    if not batch:
+        return
+    with ThreadPoolExecutor(max_workers=min(PUT_WORKERS, len(batch))) as pool:
+        list(pool.map(lambda item: run.store.put(*item), batch))
+
+
 def _rate_limited(vendor: str, user: str | None, wait_s: float, documents: int = 0) -> Outcome:
     wait = max(1.0, wait_s)
     reason = f"{vendor} rate limit: next attempt in {wait:g} s"
@@ -256,6 +274,7 @@ def _rate_limited(vendor: str, user: str | None, wait_s: float, documents: int =
 
 
 def _revoke(run: FetchRun, request: FetchRequest) -> None:
+    run.known.pop((request.vendor, request.vendor_user_id), None)
     changed = store_conn.set_status(
         run.tokens,
         vendor=request.vendor,
@@ -273,8 +292,14 @@ def _connection(run: FetchRun, request: FetchRequest) -> VendorConnection:
     vendor, who = request.vendor, request.vendor_user_id
     if run.cipher is None:
         raise NeedsReauthorization(vendor, "-", None, run.cipher_problem or "no token key")
-    found = store_conn.find_connection(run.tokens, run.cipher, vendor=vendor, vendor_user_id=who)
-    run.tokens.commit()
+    found = run.known.get((vendor, who))
+    if found is None:
+        found = store_conn.find_connection(
+            run.tokens, run.cipher, vendor=vendor, vendor_user_id=who
+        )
+        run.tokens.commit()
+        if found is not None and found.status == "active":
+            run.known[(vendor, who)] = found
     if found is None:
         raise NeedsReauthorization(
             vendor,
@@ -349,7 +374,7 @@ def _fetch_and_land(run: FetchRun, notification: LandedFile, request: FetchReque
             signature="vendor-api-fetch",
             context=context,
         )
-        run.store.put(key, body, meta)
+        run.to_land.append((key, body, meta))
         ledger.record_document(
             run.conn,
             object_key=key,
@@ -370,6 +395,7 @@ def _refresh(
     rotated pair is committed before the new access token is used.
     """
     assert run.cipher is not None  # _connection checked it
+    run.known.pop((connection.vendor, connection.vendor_user_id), None)
     locked = store_conn.lock_connection(
         run.tokens, run.cipher, vendor=connection.vendor, user_id=connection.user_id
     )
@@ -403,6 +429,7 @@ def _refresh(
 
 
 def _mark(run: FetchRun, connection: VendorConnection, why: str) -> None:
+    run.known.pop((connection.vendor, connection.vendor_user_id), None)
     changed = store_conn.set_status(
         run.tokens,
         vendor=connection.vendor,
