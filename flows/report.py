@@ -49,6 +49,12 @@ def markdown_report(load: LoadRecord, counts: LoadCounts, *, top: int = 10) -> s
         lines += [f"| {r} | {n} |" for r, n in counts.reasons.most_common(top)]
     else:
         lines.append("none")
+    lines += ["", "## Vendor notifications not fetched (state: reason)", ""]
+    if counts.fetch.reasons:
+        lines += ["| state: reason | notifications |", "|---|---|"]
+        lines += [f"| {r} | {n} |" for r, n in counts.fetch.reasons.most_common(top)]
+    else:
+        lines.append("none")
     lines += ["", "## Schema drift (keys not in the catalogue, not loaded)", ""]
     if counts.drift:
         lines += ["| key | count |", "|---|---|"]

@@ -50,6 +50,7 @@ class FetchCounts:
     token_refreshes: int = 0
     connections_marked: int = 0
     seconds_fetching: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)  # "<state>: <reason>" -> notifications
 
     def count(self, outcome: str) -> None:
         """One more notification ended the run in `outcome` (one of `FETCH_OUTCOMES`)."""
@@ -60,8 +61,10 @@ class FetchCounts:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     def as_dict(self) -> dict[str, float | int]:
-        """Every count by name (what `biobridge.loads.fetch` stores)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        """Every count by name (what `biobridge.loads.fetch_counts` stores)."""
+        return {
+            name: getattr(self, name) for name in self.__dataclass_fields__ if name != "reasons"
+        }
 
     def summary(self) -> str:
         """One log line."""

@@ -49,6 +49,17 @@ def summary_artifact(flow_run_id: Any) -> dict[str, Any]:
     return {r["measure"]: r["value"] for r in rows}
 
 
+def reasons_artifact(flow_run_id: Any) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return str(next(a for a in arts if a.key == "ingest-reasons").data)
+
+
 def everything_prefect_kept() -> str:
     """Every log line, artifact and flow-run parameter the Prefect API holds, as one text."""
     from prefect.client.orchestration import get_client
@@ -111,6 +122,9 @@ def test_vendor_faults_end_in_documented_states_and_nothing_is_lost(
     )[0]
     assert fitbit[0] == "needs_reauth" and "refresh refused" in fitbit[1]
 
+    why = reasons_artifact(second.state_details.flow_run_id)
+    for state in ("resolved_empty", "rate_limited", "retry_later", "needs_reauth"):
+        assert f"| {state}: " in why, why
     shown = summary_artifact(second.state_details.flow_run_id)
     assert shown["fetch: fetched"] == 2 and shown["fetch: resolved empty"] == 1
     assert shown["fetch: rate limited"] == 1 and shown["fetch: retry later"] == 1

@@ -163,6 +163,8 @@ def fetch_notifications(
                 )
                 run.counts.notifications_claimed += 1
                 run.counts.count(outcome.state)
+                if outcome.reason is not None:
+                    run.counts.reasons[f"{outcome.state}: {outcome.reason[:200]}"] += 1
                 run.counts.documents_landed += outcome.documents
                 run.counts.rows_marked_deleted += outcome.rows_deleted
                 log.info(
