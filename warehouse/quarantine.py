@@ -110,3 +110,15 @@ def oldest_pending(conn: Connection) -> tuple[int, datetime | None]:
         row = cur.fetchone()
     conn.rollback()
     return (0, None) if row is None else (int(row[0]), row[1])
+
+
+def load_of_flow_run(conn: Connection, flow_run_id: str) -> dict[str, object] | None:
+    """The load record a flow run wrote (None if it opened none)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT * FROM biobridge.loads WHERE flow_run_id = $1 ORDER BY load_id DESC LIMIT 1",
+            (flow_run_id,),
+        )
+        rows = cur.fetch_arrow_table().to_pylist()
+    conn.rollback()
+    return rows[0] if rows else None
