@@ -465,3 +465,7 @@ def _explain(exc: Exception) -> str:
             "embedded database; `biobridge health` checks everything)"
         )
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

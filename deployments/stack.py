@@ -274,11 +274,16 @@ def serve_until_stopped(every: int) -> None:
     deadline = threading.Timer(STOP_DEADLINE_S, os.kill, (os.getpid(), signal.SIGINT))
     deadline.daemon = True
 
+    first_at = [0.0]
+
     def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set() and time.monotonic() - first_at[0] < 1.0:
+            return  # one Ctrl-C can arrive twice (from the terminal, and forwarded by `uv run`)
         if stopping.is_set():
             print("second signal: stopping now", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
         stopping.set()
+        first_at[0] = time.monotonic()
         print(
             f"stopping (runs in flight are cancelled; at most {STOP_DEADLINE_S:.0f}s; "
             "Ctrl-C again to stop now) ...",

@@ -34,7 +34,7 @@ from warehouse.quarantine import oldest_pending, quarantined_files
 
 # How long a stopping run waits for its batches in flight before it abandons them (they roll back
 # and their files stay pending): `biobridge up` must stop within a few seconds of Ctrl-C.
-STOP_GRACE_S = 4.0
+STOP_GRACE_S = 3.0
 
 
 def _known_vendor(name: str) -> str:
@@ -107,7 +107,9 @@ def load_backlog(
             if result is not None:
                 counts.add(result)
                 in_flight.append(load_batch.submit(load_id=load_id, spec=spec))
-    except (TerminationSignal, KeyboardInterrupt):
+    except BaseException as exc:
+        if not stop_signal(exc):
+            raise
         # Stopping: give the batches in flight a moment to commit, then abandon them (a batch
         # that has not committed rolls back when the process exits; its files stay pending).
         stopping = True
@@ -157,6 +159,8 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
             )
         except BaseException as exc:
             close_and_report(steps, load_id, counts, discovered, error=exc)
+            if (signalled := stop_signal(exc)) is not None and signalled is not exc:
+                raise signalled from None  # the run ends Crashed/Cancelled, not Failed
             raise
         load, found = close_and_report(steps, load_id, counts, discovered, error=None)
     return final_state(load, found)
@@ -189,12 +193,25 @@ def tag_run(tags: list[str]) -> None:
         get_run_logger().warning("could not tag the run %s: %s", tags, exc)
 
 
+def stop_signal(error: BaseException) -> BaseException | None:
+    """The TerminationSignal or KeyboardInterrupt behind `error`, if a signal caused it (a signal
+    raised inside a lock's wait can surface as "RuntimeError: release unlocked lock")."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, TerminationSignal | KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
+
+
 def describe_error(error: BaseException) -> str:
     """The load record's reason: the exception, or what stopped the run when it has no text."""
-    if isinstance(error, TerminationSignal | KeyboardInterrupt):
+    if (signalled := stop_signal(error)) is not None:
         return (
-            f"stopped: the run received {_signal_name(error)} (biobridge up stopping, or the run "
-            "was cancelled); committed batches stand, the other files stay pending and load "
+            f"stopped: the run received {_signal_name(signalled)} (biobridge up stopping, or the "
+            "run was cancelled); committed batches stand, the other files stay pending and load "
             "on the next run"
         )
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
