@@ -170,8 +170,14 @@ def format_health(report: dict[str, Any]) -> str:
             text += str(failed["error"])
         text += f"; {loads['running']} running"
         lines.append(f"loads           {text}")
+    if (quarantined := report.get("quarantine")) is not None:
+        text = ", ".join(f"{v} {n}" for v, n in quarantined.items()) or "none"
+        hint = " (biobridge quarantine list)" if quarantined else ""
+        lines.append(f"quarantine      files with open entries: {text}{hint}")
     if "open_routes" in report:
         lines.append(f"open routes     {', '.join(report['open_routes']) or 'none'}")
+    if report.get("not_checked"):
+        lines.append(f"not checked     {report['not_checked']}")
     if report["problems"]:
         lines.append("problems:")
         lines += [f"  - {p}" for p in report["problems"]]
