@@ -3,19 +3,24 @@
 With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), or
 `PREFECT_API_URL` set, the run is submitted to that server's deployment (it shows in its UI and
 starts within the runner's poll interval); no temporary Prefect server is started. Otherwise the
-flow runs here, on a temporary Prefect API that dies with this process.
+flow runs here, on a temporary Prefect API that dies with this process (also when it is killed).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from deployments.prefect_env import configure_prefect_env
-from deployments.stack import DEPLOYMENT, http_ok, read_stack_file
+from deployments.stack import DEPLOYMENT, http_ok, read_stack_file, wait_http_ok
 from landing.settings import get_settings
 from schemas.loads import LOAD_TOTALS
 
@@ -95,9 +100,15 @@ def run_ingest(
     from ops.api import check_database
 
     check_database()  # fail in seconds with the reason, not after the flow's retries
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.ingest import ingest
 
-    state = cast("State[Any]", ingest(params, return_state=True))
+    with temporary_api() as temporary, temporary_settings({PREFECT_API_URL: temporary}):
+        state = cast("State[Any]", ingest(params, return_state=True))
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # the run's last log lines, while the API is there
     if state.is_completed():
         print(format_load(state.result()))
         if state.name != "Completed":
@@ -108,6 +119,46 @@ def run_ingest(
     except Exception as exc:  # noqa: BLE001 - printed for the operator, exit code says it failed
         print(f"ingest failed: {type(exc).__name__}: {exc}")
     return 1
+
+
+@contextmanager
+def temporary_api() -> Iterator[str]:
+    """A Prefect API (no UI) for one run in this process, as Prefect's own temporary server is,
+    but asked to die with us: a killed `biobridge ingest` leaves no server behind."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = os.environ | {
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    args = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
+    args += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        [*args, "--lifespan", "on"],
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api"
+        wait_http_ok(f"{url}/health", timeout_s=120, what="the temporary Prefect API", proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when its parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def submit(params: dict[str, Any], *, api: str) -> int:
