@@ -190,6 +190,13 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
         os.environ.setdefault("BIOBRIDGE_DATABASE_URL", database_url().get_secret_value())
         receiver_env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ONLY_ENV}
         api = f"http://127.0.0.1:{prefect_port}/api"
+        # The UI asks the server where its API is: without this it says port 4200 whatever
+        # --prefect-port is, and the UI pages stay blank ("Oops. Something went wrong").
+        server_env = os.environ | {
+            "PREFECT_UI_API_URL": api,
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(prefect_port),
+        }
         server = _spawn(
             stack,
             [
@@ -203,6 +210,7 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
                 "--port",
                 str(prefect_port),
             ],
+            env=server_env,
         )
         receiver = _spawn(
             stack, [sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env
