@@ -76,7 +76,7 @@ def browse(url: str, *, png: Path | None, size: str = "1400,900") -> str:
             chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", f"--user-data-dir={profile}", f"--window-size={size}",
-            "--virtual-time-budget=15000", "--hide-scrollbars",
+            "--virtual-time-budget=30000", "--hide-scrollbars",
         ]  # fmt: skip
         if png is not None:
             subprocess.run(  # noqa: S603 - fixed argv
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=10,
         ).json()
         note = arts[0]["data"] if arts else ""
-        results.append(("report names vendor and file", "| oura |" in note and "raw/oura/" in note))
+        results.append(("report names vendor and file", "**oura**" in note and "raw/oura/" in note))
         results.append(("report keeps <body> visible", "&lt;body&gt;" in note))
         deployment = httpx.get(f"{api}/deployments/name/{info['deployment']}", timeout=10).json()
 

@@ -117,13 +117,13 @@ def markdown_report(
         lines += ["## Warnings", ""] + [f"- {md_escape(w)}" for w in found.warnings] + [""]
     lines += ["## Quarantined files", ""]
     if files:
-        lines += ["| vendor | file | records | reason | see it with |", "|---|---|---|---|---|"]
+        # A list, not a table: keys and commands are long, and a table cuts them off in the UI.
         for f in files[:top]:
-            what = "whole file" if f.whole_file else str(f.entries)
-            lines.append(
-                f"| {md_escape(f.vendor)} | {code(f.object_key)} | {what} | "
-                f"{md_escape(f.reason)} | {code(f'biobridge quarantine show {f.object_key}')} |"
-            )
+            what = "whole file" if f.whole_file else f"{f.entries} records"
+            lines += [
+                f"- **{md_escape(f.vendor)}** {code(f.object_key)} ({what}): {md_escape(f.reason)}",
+                f"  - see it: {code(f'biobridge quarantine show {f.object_key}')}",
+            ]
         if len(files) > top:
             more = code(f"biobridge quarantine list --load {load['load_id']}")
             lines.append(f"\n... and {len(files) - top} more: {more}")
