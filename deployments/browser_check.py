@@ -26,6 +26,7 @@ import httpx
 
 from deployments.demo import demo_requests
 
+BLANK_PNG_BYTES = 55_000  # the bare sidebar, measured: ~41 kB; a rendered page: > 70 kB
 BAD_POSTS: list[tuple[str, bytes]] = [
     # a JSON body of no known shape: the report must show "<body>" literally
     ("oura", b'{"surprise": "not a payload we know"}'),
@@ -78,10 +79,12 @@ def browse(url: str, *, png: Path | None, size: str = "1400,900") -> str:
             "--disable-sync", f"--user-data-dir={profile}", f"--window-size={size}",
             "--virtual-time-budget=30000", "--hide-scrollbars",
         ]  # fmt: skip
-        if png is not None:
+        for _ in range(3 if png is not None else 0):
             subprocess.run(  # noqa: S603 - fixed argv
                 [*args, f"--screenshot={png}", url], capture_output=True, check=False, timeout=120
             )
+            if png is not None and png.exists() and png.stat().st_size > BLANK_PNG_BYTES:
+                break  # a page still loading renders as the bare sidebar: take it again
         dom = subprocess.run(  # noqa: S603 - fixed argv
             [*args, "--dump-dom", url], capture_output=True, text=True, check=False, timeout=120
         )
