@@ -55,7 +55,7 @@ def running_up(
     """`biobridge up` in its own session (as a terminal runs it); yields it and its stack.json."""
     port = free_port()
     with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our CLI
+        proc = subprocess.Popen(
             [*CLI, "up", "--prefect-port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -74,7 +74,7 @@ def running_up(
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our CLI
+    return subprocess.run(
         [*CLI, *args], env=env, capture_output=True, text=True, check=False, timeout=300
     )
 
