@@ -9,7 +9,6 @@ flow runs here, on a temporary Prefect API that dies with this process (also whe
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from deployments.prefect_env import configure_prefect_env
-from deployments.stack import DEPLOYMENT, http_ok, read_stack_file, wait_http_ok
+from deployments.stack import (
+    DEPLOYMENT,
+    die_with_parent,
+    http_ok,
+    read_stack_file,
+    wait_http_ok,
+)
 from landing.settings import get_settings
 from schemas.loads import LOAD_TOTALS
 
@@ -138,7 +143,7 @@ def temporary_api() -> Iterator[str]:
     proc = subprocess.Popen(  # noqa: S603 - fixed argv
         [*args, "--lifespan", "on"],
         env=env,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         url = f"http://127.0.0.1:{port}/api"
@@ -151,14 +156,6 @@ def temporary_api() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends it SIGTERM when its parent dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def submit(params: dict[str, Any], *, api: str) -> int:

@@ -127,13 +127,24 @@ def _spawn(
 ) -> subprocess.Popen[bytes]:
     env = os.environ.copy() if env is None else env
     # Own session: a Ctrl-C in the terminal reaches only `up`, which stops the children in order.
-    proc = subprocess.Popen(args, env=env, start_new_session=True)  # noqa: S603 - fixed argv
+    # And asked to die with us: a SIGKILLed `up` leaves no server or receiver behind.
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        args, env=env, start_new_session=True, preexec_fn=die_with_parent
+    )
 
     def stop() -> None:
         _stop_children([proc])
 
     stack.callback(stop)
     return proc
+
+
+def die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when its parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -69,8 +69,12 @@ def running_up(
         yield proc, json.loads(stack_file.read_text())
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGINT)  # a clean stop takes its children with it
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # they die with it (PR_SET_PDEATHSIG)
+                proc.wait()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

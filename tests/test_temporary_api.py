@@ -45,3 +45,15 @@ def test_sigkilled_ingest_takes_its_temporary_api_with_it(pg_url: str, tmp_path:
     finally:
         if ingest.poll() is None:
             ingest.kill()
+
+
+def test_sigkilled_up_takes_its_server_and_receiver_with_it(pg_url: str, tmp_path: Path) -> None:
+    from tests.test_stack import running_up, stack_env
+
+    with running_up(stack_env(tmp_path, pg_url), tmp_path / "up.log") as (up, _):
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert children
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait()
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
