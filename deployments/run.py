@@ -1,24 +1,65 @@
-"""Run one ingest flow run in this process and print what it did."""
+"""Run one ingest: on the running stack's Prefect server when there is one, else in this process.
+
+With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), or
+`PREFECT_API_URL` set, the run is submitted to that server's deployment (it shows in its UI and
+starts within the runner's poll interval); no temporary Prefect server is started. Otherwise the
+flow runs here, on a temporary Prefect API that dies with this process (also when it is killed).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from deployments.prefect_env import configure_prefect_env
+from deployments.stack import (
+    DEPLOYMENT,
+    die_with_parent,
+    http_ok,
+    read_stack_file,
+    wait_http_ok,
+)
 from landing.settings import get_settings
-from schemas.loads import LOAD_TOTALS, LoadRecord
+from schemas.loads import LOAD_TOTALS
+
+if TYPE_CHECKING:
+    from prefect import State
+    from prefect.client.schemas.objects import FlowRun
 
 SUMMARY_FIELDS = tuple((name.replace("_", " "), name) for name in LOAD_TOTALS)
 
 
-def format_load(load: LoadRecord) -> str:
+class RunError(RuntimeError):
+    """The run could not be submitted or started; the message says what to do."""
+
+
+def format_load(load: Mapping[str, Any]) -> str:
     """The load record as the lines `biobridge ingest` prints."""
     lines = [f"load {load['load_id']}: {load['status']}"]
-    lines += [f"  {label:<20} {load[key]}" for label, key in SUMMARY_FIELDS]  # type: ignore[literal-required]
+    lines += [f"  {label:<20} {load[key]}" for label, key in SUMMARY_FIELDS]
     if load.get("error"):
         lines.append(f"  error: {load['error']}")
     return "\n".join(lines)
+
+
+def stack_api_url() -> str | None:
+    """The Prefect API of the running stack: `PREFECT_API_URL`, else `<data_dir>/stack.json`."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        if not http_ok(f"{url.rstrip('/')}/health", timeout_s=5):
+            raise RunError(
+                f"PREFECT_API_URL={url} does not answer: start `biobridge up` (or that server), "
+                "or unset PREFECT_API_URL to run here on a temporary server"
+            )
+        return url
+    info = read_stack_file(get_settings().data_dir)
+    return None if info is None else str(info["api_url"])
 
 
 def run_ingest(
@@ -33,23 +74,122 @@ def run_ingest(
 ) -> int:
     """Run the flow once; 0 when it completed, 1 when it failed (the reason is printed)."""
     configure_prefect_env(get_settings().data_dir)
-    from flows.ingest import IngestParams, ingest
+    api = stack_api_url()
+    if api:
+        os.environ["PREFECT_API_URL"] = api
+    from pydantic import ValidationError
 
-    params = IngestParams(
-        mode=mode,  # type: ignore[arg-type]
-        vendors=list(vendors),
-        received_from=received_from,
-        received_until=received_until,
-        replay_states=list(replay_states),  # type: ignore[arg-type]
-        batch_files=batch_files,
-        workers=workers,
-    )
-    state = ingest(params, return_state=True)
+    from flows.ingest import IngestParams
+
+    try:
+        params = IngestParams(
+            mode=mode,  # type: ignore[arg-type]
+            vendors=list(vendors),
+            received_from=received_from,
+            received_until=received_until,
+            replay_states=list(replay_states),  # type: ignore[arg-type]
+            batch_files=batch_files,
+            workers=workers,
+        )
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}".removeprefix("options: ")
+            .replace("Value error, ", "")
+            .replace("received_from", "--from")
+            .replace("received_until", "--until")
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        raise RunError(f"invalid ingest options: {reasons}") from None
+    if api:
+        return submit(params.model_dump(mode="json"), api=api)
+    from ops.api import check_database
+
+    check_database()  # fail in seconds with the reason, not after the flow's retries
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.ingest import ingest
+
+    with temporary_api() as temporary, temporary_settings({PREFECT_API_URL: temporary}):
+        state = cast("State[Any]", ingest(params, return_state=True))
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # the run's last log lines, while the API is there
     if state.is_completed():
         print(format_load(state.result()))
+        if state.name != "Completed":
+            print(f"{state.name}: {state.message}")
         return 0
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001 - printed for the operator, exit code says it failed
         print(f"ingest failed: {type(exc).__name__}: {exc}")
     return 1
+
+
+@contextmanager
+def temporary_api() -> Iterator[str]:
+    """A Prefect API (no UI) for one run in this process, as Prefect's own temporary server is,
+    but asked to die with us: a killed `biobridge ingest` leaves no server behind."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = os.environ | {
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    args = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
+    args += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        [*args, "--lifespan", "on"],
+        env=env,
+        preexec_fn=die_with_parent,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api"
+        wait_http_ok(f"{url}/health", timeout_s=120, what="the temporary Prefect API", proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def submit(params: dict[str, Any], *, api: str) -> int:
+    """Create a run of the served deployment, follow it to its end, print its load record."""
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from ops.api import load_of_flow_run
+
+    try:
+        run = cast(
+            "FlowRun",
+            run_deployment(DEPLOYMENT, parameters={"params": params}, timeout=0, tags=["cli"]),
+        )
+    except ObjectNotFound:
+        raise RunError(
+            f"deployment {DEPLOYMENT} is not on {api}: is `biobridge up` serving it there?"
+        ) from None
+    ui = api.removesuffix("/api")
+    print(f"submitted run {run.name} to the running stack: {ui}/runs/flow-run/{run.id}", flush=True)
+    with get_client(sync_client=True) as client:
+        started = False
+        while True:
+            run = client.read_flow_run(run.id)
+            state = run.state
+            if state is not None and state.is_running() and not started:
+                started = True
+                print(f"started ({state.name})", flush=True)
+            if state is not None and state.is_final():
+                break
+            time.sleep(1)
+    load = load_of_flow_run(str(run.id))
+    if load is not None:
+        print(format_load(load))
+    print(f"{state.name}: {state.message}" if state.message else state.name)
+    return 0 if state.is_completed() else 1

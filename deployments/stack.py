@@ -3,21 +3,51 @@
 Postgres (the configured one, or an embedded server under BIOBRIDGE_DATA_DIR), a Prefect server
 with its UI, the receiver in its own process (it keeps accepting webhooks whatever happens to
 Prefect or Postgres), and the ingest deployment served on a schedule in this process.
+
+Stopping: the children run in their own sessions, so a Ctrl-C in the terminal reaches only this
+process, which stops them in order: the runner first (it cancels the runs in flight while the
+Prefect server can still record their state), then the receiver and the server, then Postgres.
+A second Ctrl-C, or STOP_DEADLINE_S after the first, stops whatever is left at once.
+
+One `up` per data dir: a lock file in the data dir says which process holds it, and
+`<data_dir>/stack.json` tells the other commands where the running stack's Prefect API is.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import IO, Any
 
 from deployments.prefect_env import configure_prefect_env
 from tasks.settings import get_pipeline_settings
+
+STACK_FILE = "stack.json"
+LOCK_FILE = "up.lock"
+FLOW_NAME = "ingest-landed-webhooks"
+DEPLOYMENT_NAME = "landed-webhooks"
+DEPLOYMENT = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
+DEPLOYMENT_TAGS = ["biobridge", "ingest"]
+# Seconds the runner waits between polls for runs to start (Prefect's default is 10).
+RUNNER_POLL_S = 2
+STOP_DEADLINE_S = 8.0
+CHILD_STOP_S = 5.0
+
+
+class StackError(RuntimeError):
+    """`up` cannot start: the message says what is taken and how to fix it."""
 
 
 def wait_http_ok(url: str, *, timeout_s: float, what: str, proc: subprocess.Popen[bytes]) -> None:
@@ -25,51 +55,159 @@ def wait_http_ok(url: str, *, timeout_s: float, what: str, proc: subprocess.Pope
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own localhost URL
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+            raise StackError(f"{what} exited with code {proc.returncode} before it was ready")
+        if http_ok(url):
+            return
         time.sleep(0.5)
-    raise RuntimeError(f"{what} did not answer {url} within {timeout_s:.0f}s")
+    raise StackError(f"{what} did not answer {url} within {timeout_s:.0f}s")
+
+
+def http_ok(url: str, timeout_s: float = 2) -> bool:
+    """True when `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - our localhost URL
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold `<data_dir>/up.lock` (flock) while the stack runs; refuse if another process has it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    handle: IO[str] = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise StackError(
+                f"data dir {data_dir.resolve()} is taken by another `biobridge up` (pid {holder}): "
+                "stop that one first, or run this one with another BIOBRIDGE_DATA_DIR"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def check_port_free(host: str, port: int, *, what: str, fix: str) -> None:
+    """Fail now, naming the port, when `host:port` cannot be bound (instead of a child dying)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StackError(
+                f"port {port} on {host} ({what}) is taken: {exc.strerror}. Stop what uses it, "
+                f"or {fix}"
+            ) from None
+
+
+def read_stack_file(data_dir: Path) -> dict[str, Any] | None:
+    """The running stack's `stack.json`, if its process is alive and its API answers."""
+    try:
+        info: dict[str, Any] = json.loads((data_dir / STACK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return info if http_ok(f"{info.get('api_url')}/health") else None
 
 
 def _spawn(
     stack: ExitStack, args: list[str], *, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     env = os.environ.copy() if env is None else env
-    proc = subprocess.Popen(args, env=env)  # noqa: S603 - fixed argv, no shell
+    # Own session: a Ctrl-C in the terminal reaches only `up`, which stops the children in order.
+    # And asked to die with us: a SIGKILLed `up` leaves no server or receiver behind.
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        args, env=env, start_new_session=True, preexec_fn=die_with_parent
+    )
 
     def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_children([proc])
 
     stack.callback(stop)
     return proc
 
 
+def die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when its parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child's process group, wait CHILD_STOP_S in total, then SIGKILL the rest."""
+    live = [p for p in procs if p.poll() is None]
+    for proc in live:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_S
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _pending_files() -> str:
+    """What will load on the next start, for the goodbye line."""
+    try:
+        from ops.api import backlog_summary
+
+        pending, oldest = backlog_summary()
+    except Exception as exc:  # noqa: BLE001 - only informational, and we are stopping
+        return f"(could not count pending files: {exc})"
+    if not pending:
+        return "nothing pending; files landed since the last run load on the next start"
+    return f"{pending} files will load on next start (oldest received {oldest:%Y-%m-%d %H:%M}Z)"
+
+
 def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
     """Start everything and serve the scheduled ingest until interrupted."""
     settings = get_pipeline_settings()
-    configure_prefect_env(settings.data_dir)
+    data_dir = settings.data_dir
+    configure_prefect_env(data_dir)
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", str(RUNNER_POLL_S))
     # Until the runner takes over, SIGTERM stops us like Ctrl-C: the children are stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    from ops.api import database_url, migrate
-    from tasks.settings import PIPELINE_ONLY_ENV
+    with data_dir_lock(data_dir), ExitStack() as stack:
+        check_port_free(settings.host, settings.port, what="the receiver", fix="set BIOBRIDGE_PORT")
+        check_port_free("127.0.0.1", prefect_port, what="the Prefect server", fix="--prefect-port")
+        from ops.api import database_display_url, database_url, migrate
+        from tasks.settings import PIPELINE_ONLY_ENV
 
-    migrate()
-    # Flow runs run in child processes of the runner: hand them the resolved database. The
-    # receiver gets none of the pipeline's variables (it needs neither Postgres nor Prefect).
-    os.environ.setdefault("BIOBRIDGE_DATABASE_URL", database_url().get_secret_value())
-    receiver_env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ONLY_ENV}
-    api = f"http://127.0.0.1:{prefect_port}/api"
-    with ExitStack() as stack:
+        migrate()
+        # Flow runs run in child processes of the runner: hand them the resolved database. The
+        # receiver gets none of the pipeline's variables (it needs neither Postgres nor Prefect).
+        os.environ.setdefault("BIOBRIDGE_DATABASE_URL", database_url().get_secret_value())
+        receiver_env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ONLY_ENV}
+        api = f"http://127.0.0.1:{prefect_port}/api"
+        # The UI asks the server where its API is: without this it says port 4200 whatever
+        # --prefect-port is, and the UI pages stay blank ("Oops. Something went wrong").
+        server_env = os.environ | {
+            "PREFECT_UI_API_URL": api,
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(prefect_port),
+        }
         server = _spawn(
             stack,
             [
@@ -83,6 +221,7 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
                 "--port",
                 str(prefect_port),
             ],
+            env=server_env,
         )
         receiver = _spawn(
             stack, [sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env
@@ -95,20 +234,103 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             proc=receiver,
         )
         os.environ["PREFECT_API_URL"] = api
-        from flows.ingest import ingest
-
         every = interval_s or settings.ingest_interval_s
+        info = {
+            "pid": os.getpid(),
+            "api_url": api,
+            "ui_url": f"http://127.0.0.1:{prefect_port}",
+            "receiver_url": f"http://{settings.host}:{settings.port}",
+            "deployment": DEPLOYMENT,
+            "database": database_display_url(),
+            "data_dir": str(data_dir.resolve()),
+        }
+        stack_file = data_dir / STACK_FILE
+        stack_file.write_text(json.dumps(info, indent=2))
+        stack.callback(stack_file.unlink, missing_ok=True)
+        print(banner(info, every=every, landing=settings.landing_location()), flush=True)
+        serve_until_stopped(every)
+        print(f"biobridge stopped: {_pending_files()}", flush=True)
+    return 0
+
+
+def banner(info: dict[str, Any], *, every: int, landing: str) -> str:
+    """What `up` prints once everything answers: where each part is, and how to reach it."""
+    return (
+        "biobridge is up\n"
+        f"  receiver   {info['receiver_url']}/webhooks/<vendor>\n"
+        f"  Prefect UI {info['ui_url']}\n"
+        f"  landing    {landing}\n"
+        f"  database   {info['database']}   (biobridge db --psql)\n"
+        f"  ingest     every {every}s: deployment {info['deployment']}\n"
+        "From another terminal, `biobridge ingest|demo|...` use this stack; for Prefect's CLI:\n"
+        f"  export PREFECT_API_URL={info['api_url']}\n"
+        f"  prefect deployment run '{info['deployment']}'\n"
+        "Ctrl-C stops everything."
+    )
+
+
+def serve_until_stopped(every: int) -> None:
+    """Serve the ingest deployment until SIGINT/SIGTERM; then cancel runs in flight and return.
+
+    The first signal asks the runner to stop (it cancels the runs in flight: they close their
+    load record with the reason and their Prefect run ends Cancelled); a second signal, or
+    STOP_DEADLINE_S later, stops at once.
+    """
+    from prefect.runner import Runner
+
+    from flows.ingest import DEFAULT_PARAMS, ingest
+
+    runner = Runner(name="biobridge-up", pause_on_shutdown=False, query_seconds=RUNNER_POLL_S)
+    runner.add_flow(
+        ingest,
+        name=DEPLOYMENT_NAME,
+        interval=every,
+        tags=DEPLOYMENT_TAGS,
+        parameters={"params": DEFAULT_PARAMS.model_dump(mode="json")},
+        description=ingest.description,
+    )
+    stopping = threading.Event()
+    deadline = threading.Timer(STOP_DEADLINE_S, os.kill, (os.getpid(), signal.SIGINT))
+    deadline.daemon = True
+
+    first_at = [0.0]
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set() and time.monotonic() - first_at[0] < 1.0:
+            return  # one Ctrl-C can arrive twice (from the terminal, and forwarded by `uv run`)
+        if stopping.is_set():
+            print("second signal: stopping now", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
+        stopping.set()
+        first_at[0] = time.monotonic()
         print(
-            f"biobridge is up\n"
-            f"  receiver   http://{settings.host}:{settings.port}/webhooks/<vendor>\n"
-            f"  Prefect UI http://127.0.0.1:{prefect_port}\n"
-            f"  landing    {settings.landing_location()}\n"
-            f"  ingest     every {every}s (deployment ingest-landed-webhooks/scheduled)\n"
-            "Ctrl-C stops everything.",
+            f"stopping (runs in flight are cancelled; at most {STOP_DEADLINE_S:.0f}s; "
+            "Ctrl-C again to stop now) ...",
+            file=sys.stderr,
             flush=True,
         )
-        # Ctrl-C takes the same graceful path as SIGTERM: the runner cancels runs in flight
-        # (their files stay pending and load on the next start), then the children stop.
-        signal.signal(signal.SIGINT, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
-        ingest.serve(name="scheduled", interval=every, pause_on_shutdown=False)
-    return 0
+        deadline.start()
+        runner.handle_sigterm()
+
+    signal.signal(signal.SIGINT, on_signal)
+    import asyncio
+
+    try:
+        asyncio.run(_start(runner, on_signal))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        deadline.cancel()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+async def _start(runner: Any, on_signal: Any) -> None:
+    start = runner.start()
+    # Runner.start installs its own SIGTERM handler: ours goes back on once it has.
+    import asyncio
+
+    task = asyncio.ensure_future(start)
+    await asyncio.sleep(0)
+    signal.signal(signal.SIGTERM, on_signal)
+    await task

@@ -8,15 +8,19 @@ record with its counts, and publish the report. Every stage lives in `tasks/`.
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Annotated, Literal
+import signal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from prefect import Task, flow, get_run_logger
+from prefect import State, Task, flow, get_client, get_run_logger
+from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
+from prefect.states import Completed
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
-from flows.report import publish
+from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
 from flows.version import code_version
 from landing.keys import VENDORS
 from schemas.loads import LOAD_TOTALS, LoadCounts, LoadRecord
@@ -25,6 +29,12 @@ from tasks.runtime import database_url
 from tasks.settings import get_pipeline_settings
 from tasks.steps import IngestTasks, ingest_tasks
 from warehouse.ledger import load_liveness
+from warehouse.postgres import connect
+from warehouse.quarantine import oldest_pending, quarantined_files
+
+# How long a stopping run waits for its batches in flight before it abandons them (they roll back
+# and their files stay pending): `biobridge up` must stop within a few seconds of Ctrl-C.
+STOP_GRACE_S = 3.0
 
 
 def _known_vendor(name: str) -> str:
@@ -88,6 +98,7 @@ def load_backlog(
     so one worker reads and flattens while the other's upsert keeps Postgres busy.
     """
     in_flight = [load_batch.submit(load_id=load_id, spec=spec) for _ in range(workers)]
+    stopping = False
     try:
         while in_flight:
             finished = next(as_completed(in_flight))
@@ -96,13 +107,34 @@ def load_backlog(
             if result is not None:
                 counts.add(result)
                 in_flight.append(load_batch.submit(load_id=load_id, spec=spec))
+    except BaseException as exc:
+        if not stop_signal(exc):
+            raise
+        # Stopping: give the batches in flight a moment to commit, then abandon them (a batch
+        # that has not committed rolls back when the process exits; its files stay pending).
+        stopping = True
+        wait(in_flight, timeout=STOP_GRACE_S)
+        raise
     finally:
-        wait(in_flight)  # never close the load record while a batch may still commit
+        if not stopping:
+            wait(in_flight)  # never close the load record while a batch may still commit
 
 
-@flow(name="ingest-landed-webhooks", log_prints=False)
-def ingest(params: IngestParams | None = None) -> LoadRecord:
-    """Load what the receiver landed; returns the load record as Postgres has it."""
+DEFAULT_PARAMS = IngestParams()
+
+
+@flow(
+    name="ingest-landed-webhooks",
+    log_prints=False,
+    description="Load landed webhook bodies into Postgres (validated, flattened, with lineage).",
+)
+def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
+    """Load what the receiver landed; returns the load record as Postgres has it.
+
+    The run ends Completed, or "Completed with warnings" (a Completed state with that name, a
+    message saying why, and tags) when it quarantined records, saw schema drift or left a
+    backlog older than `BIOBRIDGE_HEALTH_MAX_PENDING_AGE_S`; the load record is its result.
+    """
     params = params or IngestParams()
     steps = ingest_tasks(get_pipeline_settings())
     steps.migrate_database()
@@ -128,8 +160,72 @@ def ingest(params: IngestParams | None = None) -> LoadRecord:
             )
         except BaseException as exc:
             close_and_report(steps, load_id, counts, discovered, error=exc)
+            if (signalled := stop_signal(exc)) is not None and signalled is not exc:
+                raise signalled from None  # the run ends Crashed/Cancelled, not Failed
             raise
-        return close_and_report(steps, load_id, counts, discovered, error=None)
+        load, found = close_and_report(steps, load_id, counts, discovered, error=None)
+    return final_state(load, found)
+
+
+def final_state(load: LoadRecord, found: RunFindings) -> State[Any]:
+    """Completed, or Completed named "Completed with warnings" with the reasons as its message
+    (the run list, the dashboard and automations can tell them apart); the load is the result."""
+    totals = (
+        f"load {load['load_id']}: {load['files_read']} files read, {load['rows_inserted']} rows "
+        f"inserted, {load['rows_updated']} updated, {load['records_quarantined']} records "
+        "quarantined"
+    )
+    if not found.warnings:
+        return Completed(message=totals, data=load)
+    tag_run(found.tags)
+    return Completed(name=WARNING_STATE_NAME, message=found.message(), data=load)
+
+
+def tag_run(tags: list[str]) -> None:
+    """Add `tags` to this flow run (filters in the UI and automations match on them)."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(UUID(run_id)).tags
+            client.update_flow_run(UUID(run_id), tags=sorted({*current, *tags}))
+    except Exception as exc:  # noqa: BLE001 - tags are a convenience; the state says it all
+        get_run_logger().warning("could not tag the run %s: %s", tags, exc)
+
+
+def stop_signal(error: BaseException) -> BaseException | None:
+    """The TerminationSignal or KeyboardInterrupt behind `error`, if a signal caused it (a signal
+    raised inside a lock's wait can surface as "RuntimeError: release unlocked lock")."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, TerminationSignal | KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
+
+
+def describe_error(error: BaseException) -> str:
+    """The load record's reason: the exception, or what stopped the run when it has no text."""
+    if (signalled := stop_signal(error)) is not None:
+        return (
+            f"stopped: the run received {_signal_name(signalled)} (biobridge up stopping, or the "
+            "run was cancelled); committed batches stand, the other files stay pending and load "
+            "on the next run"
+        )
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _signal_name(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "SIGINT"
+    number = getattr(error, "signal", None)
+    try:
+        return signal.Signals(number).name if number is not None else "a termination signal"
+    except ValueError:
+        return f"signal {number}"
 
 
 def find_files(steps: IngestTasks, params: IngestParams, *, load_id: int) -> int:
@@ -156,19 +252,36 @@ def close_and_report(
     discovered: int,
     *,
     error: BaseException | None,
-) -> LoadRecord:
+) -> tuple[LoadRecord, RunFindings]:
     """Close the load record (completed, or failed with `error`), publish and log the report."""
     load = steps.close_load(
         load_id=load_id,
         status="completed" if error is None else "failed",
-        error=None if error is None else f"{type(error).__name__}: {error}",
+        error=None if error is None else describe_error(error),
         drift=json.dumps(dict(counts.drift)),
     )
-    publish(load, counts, discovered)
     logger = get_run_logger()
+    found = RunFindings()
+    files = []
+    try:
+        settings = get_pipeline_settings()
+        with connect(database_url()) as conn:
+            _pending, oldest = oldest_pending(conn)
+            if load["files_quarantined"] or load["records_quarantined"]:
+                files = quarantined_files(conn, load_id=load_id, limit=200)
+        age = None if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+        found = findings(
+            load, counts, backlog_age_s=age, max_age_s=settings.health_max_pending_age_s
+        )
+    except Exception as exc:  # noqa: BLE001 - the report must not fail a run that loaded
+        logger.warning("could not gather the run's findings: %s", exc)
+    if not publish(load, counts, discovered, files=files, found=found):
+        logger.info("load %d: nothing new to load", load_id)
     if error is not None:
         logger.error("load %d failed after %d files: %s", load_id, counts.files_read, error)
     else:
         totals = ", ".join(f"{name} {load[name]}" for name in LOAD_TOTALS)  # type: ignore[literal-required]
         logger.info("load %d: %s", load_id, totals)
-    return load
+        for warning in found.warnings:
+            logger.warning("load %d: %s", load_id, warning)
+    return load, found

@@ -17,7 +17,14 @@ from tasks.runtime import database_url, landing_store
 from tasks.settings import get_pipeline_settings
 from warehouse.errors import DatabaseError
 from warehouse.migrate import apply_migrations
-from warehouse.postgres import connect
+from warehouse.postgres import connect, display_url, with_connect_timeout
+from warehouse.quarantine import (
+    QuarantinedFile,
+    QuarantineEntry,
+    oldest_pending,
+    quarantine_entries,
+    quarantined_files,
+)
 
 OpsError = (DatabaseError, StoreError)
 """What an operation raises when the database or the store cannot be used (messages redacted)."""
@@ -25,10 +32,15 @@ OpsError = (DatabaseError, StoreError)
 __all__ = [
     "OpsError",
     "VerifyReport",
+    "backlog_summary",
+    "check_database",
     "check_health",
+    "database_display_url",
     "database_url",
+    "list_quarantine",
     "migrate",
     "rows_per_metric",
+    "show_quarantine",
     "verify_accounting",
 ]
 
@@ -76,3 +88,41 @@ def rows_per_metric() -> list[tuple[str, str, str | None, int]]:
             "GROUP BY 1, 2, 3 ORDER BY 1, 2"
         )
         return [(str(d), str(m), u, int(n)) for d, m, u, n in cur.fetchall()]
+
+
+def database_display_url() -> str:
+    """The pipeline's database URL with the password masked (for banners and `biobridge db`)."""
+    return display_url(database_url())
+
+
+def backlog_summary() -> tuple[int, datetime | None]:
+    """Pending files in the ledger and the receipt time of the oldest."""
+    with connect(database_url()) as conn:
+        return oldest_pending(conn)
+
+
+def list_quarantine(
+    *, load_id: int | None, vendor: str | None, limit: int
+) -> list[QuarantinedFile]:
+    """Files with open quarantine entries, newest first."""
+    with connect(database_url()) as conn:
+        return quarantined_files(conn, load_id=load_id, vendor=vendor, limit=limit)
+
+
+def show_quarantine(object_key: str) -> list[QuarantineEntry]:
+    """Every quarantine entry of one landed object."""
+    with connect(database_url()) as conn:
+        return quarantine_entries(conn, object_key)
+
+
+def load_of_flow_run(flow_run_id: str) -> dict[str, object] | None:
+    """The load record of one flow run, as Postgres has it."""
+    from warehouse.quarantine import load_of_flow_run as query
+
+    with connect(database_url()) as conn:
+        return query(conn, flow_run_id)
+
+
+def check_database(timeout_s: int = 5) -> None:
+    """Connect once (within `timeout_s`); raise DatabaseError with the reason if we cannot."""
+    connect(with_connect_timeout(database_url(), timeout_s)).close()

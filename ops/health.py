@@ -18,6 +18,7 @@ from ops.database_health import database_health
 from tasks.discover import get_cursor
 from warehouse.errors import DatabaseError
 from warehouse.postgres import Connection, Dsn, connect, one_row, with_connect_timeout
+from warehouse.quarantine import quarantine_counts
 
 # How far back the store is listed for objects discovery has not recorded yet, at most.
 LOOKBACK = timedelta(hours=24)
@@ -49,11 +50,16 @@ def pipeline_health(
     if not store_report["ok"]:
         problems.append(f"store: {store_report['error']}")
 
-    report["backlog"] = report["loads"] = None
+    report["backlog"] = report["loads"] = report["quarantine"] = None
+    report["not_checked"] = (
+        f"landed objects older than {LOOKBACK.total_seconds() / 3600:.0f} h that discovery never "
+        "recorded, and whether loaded rows match their files: `biobridge verify` checks both"
+    )
     if database["reachable"]:
         try:
             with connect(with_connect_timeout(url, 5)) as conn:
                 report["loads"] = _loads(conn)
+                report["quarantine"] = quarantine_counts(conn)
                 report["backlog"] = _backlog(
                     conn, opened if store_report["ok"] else None, vendors, now
                 )

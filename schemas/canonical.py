@@ -15,7 +15,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine as pe
 
-from schemas.catalogue import CATALOGUE
+from schemas.catalogue import BOUNDS, CATALOGUE
 from schemas.vendors import REGISTRY as VENDOR_REGISTRY
 from schemas.vendors.records import MAX_USER_ID_LENGTH
 
@@ -62,6 +62,14 @@ ROW_COLUMNS: tuple[str, ...] = (
 
 LINEAGE_COLUMNS: tuple[str, ...] = ("file_no", "record_index", "source_field")
 
+_BOUNDS_OF_METRIC = pl.DataFrame(
+    {
+        "metric_type": list(BOUNDS),
+        "min": [lo for lo, _ in BOUNDS.values()],
+        "max": [hi for _, hi in BOUNDS.values()],
+    }
+)
+
 _UNIT_OF_METRIC = pl.DataFrame(
     {"metric_type": list(CATALOGUE), "_catalogue_unit": list(CATALOGUE.values())}
 )
@@ -99,6 +107,25 @@ class CanonicalRow(pa.DataFrameModel):
     @classmethod
     def _value_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col(data.key).is_finite())
+
+    @pa.check("value", name="within_bounds")
+    @classmethod
+    def _value_within_bounds(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """The catalogue's physical bounds of the metric (an unknown metric fails elsewhere)."""
+        metric = pl.col("metric_type")
+        lo, hi = (
+            metric.replace_strict(
+                _BOUNDS_OF_METRIC["metric_type"],
+                _BOUNDS_OF_METRIC[side],
+                default=None,
+                return_dtype=pl.Float64,
+            )
+            for side in ("min", "max")
+        )
+        value = pl.col(data.key)
+        return data.lazyframe.select(
+            (lo.is_null() | ((value >= lo) & (value <= hi))).fill_null(False)
+        )
 
     @pa.check("timestamp", name="sane_range")
     @classmethod

@@ -22,6 +22,18 @@ CATALOGUE: Mapping[str, str] = MappingProxyType(_load())
 UNITS: frozenset[str] = frozenset(CATALOGUE.values())
 
 
+def _load_bounds() -> dict[str, tuple[float, float]]:
+    text = resources.files(__package__).joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
+    return {
+        name: (float(entry["min"]), float(entry["max"])) for name, entry in json.loads(text).items()
+    }
+
+
+BOUNDS: Mapping[str, tuple[float, float]] = MappingProxyType(_load_bounds())
+"""metric_type -> (min, max), inclusive, in the catalogue unit: what is physically plausible
+(a heart rate of -5 bpm or a readiness score of 250 is a sender bug, quarantined)."""
+
+
 def unit_of(metric_type: str) -> str:
     """The catalogue unit of `metric_type`; raises KeyError naming the metric when unknown."""
     try:

@@ -115,3 +115,28 @@ def test_unreadable_store_is_reported(
     assert report["database"]["ok"] is True  # type: ignore[index]
     assert report["store"]["ok"] is False and "StoreUnavailable" in report["store"]["error"]  # type: ignore[index]
     assert any(p.startswith("store:") for p in report["problems"])  # type: ignore[attr-defined]
+
+
+def test_health_reports_quarantine_and_says_what_it_does_not_check(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 12 (5): health said OK and nothing about quarantines, nor about the old undiscovered
+    # file verify found
+    from tests.test_ingest import land_raw
+
+    key = land_raw(pipeline, "oura", b"\x00 not json")
+    assert pipeline.ingest().is_completed()
+    _, report = health(capsys)
+    assert report["quarantine"] == {"oura": 1}
+    assert "biobridge verify" in str(report["not_checked"])
+    capsys.readouterr()
+    main(["health"])
+    text = capsys.readouterr().out
+    assert "quarantine      files with open entries: oura 1" in text
+    assert "not checked" in text
+    capsys.readouterr()
+    assert main(["quarantine", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert key in listed and "not valid JSON" in listed
+    assert main(["quarantine", "show", key]) == 0
+    assert "whole file" in capsys.readouterr().out

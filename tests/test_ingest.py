@@ -129,7 +129,7 @@ def test_run_report_artifact_says_what_was_rejected(pipeline: Pipeline) -> None:
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-reasons"]))
         )
     newest = max(arts, key=lambda a: a.created)
-    assert "sleep_score" in str(newest.data) and "<body>" in str(newest.data)
+    assert "sleep_score" in str(newest.data) and "&lt;body&gt;" in str(newest.data)
 
 
 def test_redelivery_with_corrected_values_latest_received_wins(pipeline: Pipeline) -> None:

@@ -12,7 +12,7 @@ from adbc_driver_postgresql import dbapi
 from pydantic import SecretStr
 
 from ops.database_health import database_health
-from warehouse.errors import PermanentDatabaseError, TransientDatabaseError
+from warehouse.errors import DatabaseError, PermanentDatabaseError, TransientDatabaseError
 from warehouse.postgres import (
     Connection,
     connect,
@@ -55,15 +55,41 @@ def two_conns(pg_url: str) -> Iterator[tuple[Connection, Connection]]:
         ("postgres://app:p%40ss@db/x?sslmode=require", "postgres://app:***@db/x?sslmode=require"),
         (
             "postgresql://app@db/x?password=pw&sslmode=a",
-            "postgresql://app@db/x?password=%2A%2A%2A&sslmode=a",  # SQLAlchemy encodes it
+            "postgresql://app@db/x?password=***&sslmode=a",
         ),
-        ("host=db user=app password='a b' dbname=x", "(a key=value connection string)"),
+        ("host=db user=app password='a b' dbname=x", "(a key=value connection string, not shown)"),
         ("postgresql://db/x", "postgresql://db/x"),
+        # issue 12: an unencoded '@' split the password at the first '@' and showed the rest
+        ("postgresql://app:test@only@db/x", "postgresql://app:***@db/x"),
+        ("postgresql://app:test only@db/x", "postgresql://app:***@db/x"),
+        ("testonlysecret", "(not a URL)"),
     ],
 )
 def test_display_url_masks_the_password(url: str, expected: str) -> None:
     assert display_url(url) == expected
     assert display_url(SecretStr(url)) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("postgresql://bob:t3st@only-secret@127.0.0.1:{port}/x", "%40"),
+        ("postgresql://bob:test only-secret@127.0.0.1:{port}/x", "%20"),
+        ("postgresql://bob smith:test-only-secret@127.0.0.1:{port}/x", "%20"),
+    ],
+)
+def test_a_malformed_url_is_refused_without_quoting_the_password(url: str, hint: str) -> None:
+    with pytest.raises(PermanentDatabaseError) as info:
+        connect(url.format(port=closed_port()))
+    message = str(info.value)
+    assert hint in message
+    assert not any(part in message for part in ("only-secret", "t3st", "test only"))
+
+
+def test_a_key_value_string_is_never_quoted_back() -> None:
+    with pytest.raises(DatabaseError) as info:
+        connect("not a url testonlysecret")
+    assert "testonlysecret" not in str(info.value)
 
 
 def test_url_with_database_keeps_host_and_query() -> None:

@@ -201,13 +201,15 @@ def requeue(
             "AND received_at < coalesce($4::timestamptz, 'infinity'))",
             (*params, load_id),
         )
+        # Counted with RETURNING: the ADBC driver's rowcount is -1 for an UPDATE.
         cur.execute(
-            "UPDATE biobridge.landed_files SET state = 'pending' "
+            "WITH moved AS (UPDATE biobridge.landed_files SET state = 'pending' "
             "WHERE vendor = ANY($1::text[]) AND state = ANY($2::text[]) "
             "AND received_at >= coalesce($3::timestamptz, '-infinity') "
-            "AND received_at < coalesce($4::timestamptz, 'infinity')",
+            "AND received_at < coalesce($4::timestamptz, 'infinity') RETURNING 1) "
+            "SELECT count(*) FROM moved",
             params,
         )
-        count = cur.rowcount
+        (count,) = one_row(cur)
     conn.commit()
     return int(count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Protocol, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -11,8 +12,6 @@ from adbc_driver_manager.dbapi import Connection as Connection  # the one Connec
 from adbc_driver_manager.dbapi import Cursor
 from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from warehouse.embedded_pg import start_embedded_postgres
 from warehouse.errors import PermanentDatabaseError, TransientDatabaseError
@@ -63,18 +62,74 @@ def connect(url: Dsn, *, autocommit: bool = False) -> Connection:
     """An ADBC DB-API connection; failures raise Transient/PermanentDatabaseError, password-free.
 
     Autocommit is off by default, as in ADBC: call `commit()`. Close cursors before the connection.
+    A URL libpq would misread (an unencoded `@` or space in the user or password) is refused
+    before libpq sees it: its error would quote a piece of the password.
     """
     raw = _reveal(url)
+    if problem := url_problem(raw):
+        raise PermanentDatabaseError(f"the database URL {display_url(raw)} is malformed: {problem}")
     try:
         conn: Connection = dbapi.connect(raw, autocommit=autocommit)
         return conn
     except adbc_driver_manager.Error as exc:
         error = TransientDatabaseError if is_transient(exc) else PermanentDatabaseError
-        reason = str(exc)  # libpq names host and port, never the password; mask it anyway
-        if password := _password(raw):
-            reason = reason.replace(password, "***")
+        reason = _redact(str(exc), raw)  # libpq names host and port; never let it quote a secret
         message = f"could not connect to {display_url(raw)}: {reason}"
         raise error(message, sqlstate=exc.sqlstate) from None
+
+
+def url_problem(raw: str) -> str | None:
+    """Why libpq would misread the URI `raw` (None when it is fine, or not a URI)."""
+    split = _split_uri(raw)
+    userinfo = None if split is None else split[1]
+    if userinfo is None:
+        return None
+    user, _, password = userinfo.partition(":")
+    if "@" in userinfo:
+        return "the user or password contains '@': percent-encode it as %40"
+    for name, value in (("user", user), ("password", password)):
+        if any(c.isspace() for c in value):
+            return f"the {name} contains a space: percent-encode it as %20"
+    return None
+
+
+def _split_uri(raw: str) -> tuple[str, str | None, str] | None:
+    """(scheme, userinfo or None, rest after the userinfo) of a URI; None when `raw` is not one.
+
+    The userinfo ends at the *last* `@` before the path, so an unencoded `@` in the password
+    stays in the userinfo (SQLAlchemy and libpq split at the first one).
+    """
+    scheme, sep, rest = raw.partition("://")
+    if not sep or not scheme.replace("+", "").isalpha():
+        return None
+    authority_end = len(rest)
+    at = rest.rfind("@")
+    for stop in "/?":
+        index = rest.find(stop, at + 1)
+        if index != -1:
+            authority_end = min(authority_end, index)
+    authority = rest[:authority_end]
+    if "@" not in authority:
+        return scheme, None, rest
+    userinfo, _, host = authority.rpartition("@")
+    return scheme, userinfo, host + rest[authority_end:]
+
+
+def _redact(message: str, raw: str) -> str:
+    """`message` with every piece of the secret parts of `raw` masked."""
+    secrets: list[str] = []
+    split = _split_uri(raw)
+    if split is None:  # key=value string: any value may be quoted back; mask all of them
+        secrets += [part.partition("=")[2] or part for part in raw.split()]
+    elif split[1] is not None:
+        password = split[1].partition(":")[2]
+        secrets += [password, *password.replace("@", " ").split()]
+    query_password = re.search(r"[?&]password=([^&]*)", raw)
+    if query_password:
+        secrets.append(query_password.group(1))
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def one_row(cur: Cursor) -> tuple[Any, ...]:
@@ -105,25 +160,25 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def display_url(url: Dsn) -> str:
-    """`url` fit for a message or a log line: SQLAlchemy's rendering with the password masked
-    (also a `password` query parameter); a key=value string is not shown at all."""
+    """`url` fit for a message or a log line: the password masked (also a `password` query
+    parameter, also when it holds an unencoded `@`); a string that is not a URI is not shown."""
     raw = _reveal(url)
-    try:
-        parsed = make_url(raw)
-    except ArgumentError:
-        return "(a key=value connection string)"
-    if "password" in parsed.query:
-        parsed = parsed.update_query_dict({"password": "***"})
-    return parsed.render_as_string(hide_password=True)
+    split = _split_uri(raw)
+    if split is None:
+        return "(a key=value connection string, not shown)" if "=" in raw else "(not a URL)"
+    scheme, userinfo, rest = split
+    rest = re.sub(r"([?&]password=)[^&]*", r"\1***", rest)
+    if userinfo is None:
+        return f"{scheme}://{rest}"
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if password else ''}@{rest}"
 
 
 def _password(raw: str) -> str | None:
-    try:
-        parsed = make_url(raw)
-    except ArgumentError:
+    split = _split_uri(raw)
+    if split is None or split[1] is None:
         return None
-    query_password = parsed.query.get("password")
-    return parsed.password or (query_password if isinstance(query_password, str) else None)
+    return split[1].partition(":")[2] or None
 
 
 def url_with_database(url: str, database: str) -> str:

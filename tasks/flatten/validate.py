@@ -15,6 +15,7 @@ from schemas.canonical import (
     FUTURE_TOLERANCE,
     CanonicalRow,
 )
+from schemas.catalogue import BOUNDS
 from tasks.flatten.mapping import convert
 from tasks.flatten.model import Issue
 from tasks.flatten.timestamps import representable
@@ -129,6 +130,14 @@ def _canonical_issue(row: dict[str, Any], column: str, check: str) -> Issue:
         )
         return Issue(row["file_no"], row["record_index"], "timestamp", reason, expected, found)
     found = excerpt(row.get(column))
+    if column == "value" and check == "within_bounds":
+        lo, hi = BOUNDS[row["metric_type"]]
+        expected = f"{row['metric_type']} between {lo:g} and {hi:g} {row['unit']}"
+        reason = (
+            f"{source} (value): expected {expected} (physical bounds in metric_catalogue.json), "
+            f"found {found}; not loaded"
+        )
+        return Issue(row["file_no"], row["record_index"], source, reason, expected, found)
     expected = {
         "value": "a finite number after unit conversion",
         "unit": f"the catalogue unit of {row['metric_type']}",

@@ -71,7 +71,7 @@ def _m(value: Any, measure_type: Any, unit: Any) -> dict[str, Any]:
         (_m(4812, 123, -2), "vo2_max_ml_kg_min", 48.12),
         (_m(97, 54, 0), "spo2_pct", 97.0),
         (_m("72350", "1", "-3"), "weight_kg", 72.35),  # numeric strings are numbers
-        (_m(-5, 6, 0), "body_fat_pct", -5.0),  # odd but a number: loaded, not guessed
+        (_m(5, 6, 0), "body_fat_pct", 5.0),  # (-5 % is now quarantined: physical bounds)
     ],
 )
 def test_value_is_value_times_ten_to_the_unit(

@@ -1,0 +1,166 @@
+"""`biobridge up` as an operator runs it (issue 12, Why 1-3): one Ctrl-C stops everything in a
+bounded time and leaves no run Running; a second `up` refuses; the CLI submits to the running
+stack instead of starting a temporary Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from landing.settings import Settings
+from landing.store import open_store
+from tests.helpers import land
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-c", "from deployments.cli import main; raise SystemExit(main())"]
+BODY = (
+    Path(__file__).parents[1] / "deployments/examples/generic_daily_readiness.json"
+).read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stack_env(tmp_path: Path, db_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIOBRIDGE_", "PREFECT_"))}
+    env |= {
+        "BIOBRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "BIOBRIDGE_DATABASE_URL": db_url,
+        "BIOBRIDGE_PORT": str(free_port()),
+        "BIOBRIDGE_INGEST_INTERVAL_S": "3600",
+    }
+    return env
+
+
+@contextmanager
+def running_up(
+    env: dict[str, str], log: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
+    """`biobridge up` in its own session (as a terminal runs it); yields it and its stack.json."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*CLI, "up", "--prefect-port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    stack_file = Path(env["BIOBRIDGE_DATA_DIR"]) / "stack.json"
+    try:
+        deadline = time.monotonic() + 240
+        while not stack_file.exists():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "up did not come up"
+            time.sleep(0.5)
+        yield proc, json.loads(stack_file.read_text())
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # a clean stop takes its children with it
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # they die with it (PR_SET_PDEATHSIG)
+                proc.wait()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def flow_run(api: str, run_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json())
+
+
+def prefect_servers() -> set[int]:
+    found = set()
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "prefect" in cmd and "server" in cmd and "start" in cmd:
+            found.add(p.info["pid"])
+    return found
+
+
+def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = stack_env(tmp_path, pg_url)
+    log = tmp_path / "up.log"
+    with running_up(env, log) as (up, info):
+        api = info["api_url"]
+        # A second `up` on the same data dir refuses, naming the dir; on another, the port.
+        again = cli(env, "up", "--prefect-port", str(free_port()))
+        assert again.returncode == 2 and "is taken by another `biobridge up`" in again.stderr
+        other = env | {"BIOBRIDGE_DATA_DIR": str(tmp_path / "other")}
+        port_taken = cli(other, "up", "--prefect-port", api.split(":")[2].split("/")[0])
+        assert port_taken.returncode == 2 and "is taken" in port_taken.stderr
+        assert "port" in port_taken.stderr
+
+        # A CLI backfill while `up` runs: submitted to the same server, no temporary server.
+        servers_before = prefect_servers()
+        settings = Settings(data_dir=Path(env["BIOBRIDGE_DATA_DIR"]))
+        store = open_store(settings.landing_location(), settings)
+        land(store, "oura", BODY)
+        backfill = cli(env, "ingest", "--mode", "backfill")
+        assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+        assert "submitted run" in backfill.stdout and "Starting temporary server" not in (
+            backfill.stdout + backfill.stderr
+        )
+        run_id = backfill.stdout.split("/runs/flow-run/")[1].split()[0]
+        submitted = flow_run(api, run_id)
+        assert submitted["state"]["type"] == "COMPLETED"
+        assert submitted["parameters"]["params"]["mode"] == "backfill"
+        assert prefect_servers() == servers_before
+
+        # ~4,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
+        for i in range(4000):
+            land(store, "oura", BODY.replace(b"user_", f"ctrlc{i}_".encode(), 1))
+        deployment = httpx.get(f"{api}/deployments/name/{info['deployment']}", timeout=10)
+        created = httpx.post(
+            f"{api}/deployments/{deployment.json()['id']}/create_flow_run",
+            json={"parameters": {"params": {"batch_files": 100, "workers": 1}}},
+            timeout=10,
+        ).json()
+        deadline = time.monotonic() + 120
+        while flow_run(api, created["id"])["state"]["type"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(3)  # some batches committed, more to come
+
+        os.killpg(up.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        up.wait(timeout=10)  # issue 12: the shell is back in under 10 s
+        tail = log.read_text()
+        assert "files will load on next start" in tail or "nothing pending" in tail
+
+    # Next start: the interrupted run is not Running, its load names the signal, verify is clean.
+    with running_up(env, log) as (_, info):
+        state = flow_run(info["api_url"], created["id"])["state"]
+        assert state["type"] in ("CANCELLED", "CRASHED"), state
+        again = cli(env, "ingest")
+        assert again.returncode == 0, again.stdout + again.stderr
+        verify = cli(env, "verify")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        from warehouse.postgres import connect
+
+        with connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT status, error FROM biobridge.loads WHERE flow_run_id = $1",
+                (created["id"],),
+            )
+            status, error = cur.fetchone() or (None, None)
+        assert status == "failed" and "stopped: the run received SIG" in error
