@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
+from landing.group_commit import store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
 from landing.openapi import openapi_schema
@@ -68,6 +69,7 @@ class _Receiver:
     def __init__(self, settings: Settings, store: ObjectStore) -> None:
         self.settings = settings
         self.store = store
+        self.put = store_writer(store, settings)  # group commit on a local store
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/{vendor}: check, land, then acknowledge; a 4xx lands nothing."""
@@ -123,7 +125,7 @@ class _Receiver:
         )
         log["delivery_id"] = delivery_id
         try:
-            await anyio.to_thread.run_sync(self.store.put, key, body, meta)
+            await self.put(key, body, meta)
         except Exception as exc:  # whatever failed, the body is not stored: 503
             log["error"] = "store_unavailable"
             logger.warning(

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="First retry delay; doubles each retry, with jitter."
     )
 
+    group_commit: bool = Field(
+        default=True,
+        description="Local store: commit concurrent webhooks together (two syncfs per group).",
+    )
+    group_commit_max: int = Field(
+        default=512, ge=1, description="Local store: most objects in one group commit."
+    )
+
     health_max_pending_age_s: int = Field(
         default=900, gt=0, description="`biobridge health` fails when a file waits longer."
     )
