@@ -29,7 +29,8 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     from landing.server import serve
 
     settings = get_settings()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("workers", args.workers))
+    overrides = {k: v for k, v in given if v is not None}
     serve(settings.model_copy(update=overrides))
     return 0
 
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("receiver", help=cmd_receiver.__doc__)
     r.add_argument("--host", help="bind address (default BIOBRIDGE_HOST or 127.0.0.1)")
     r.add_argument("--port", type=int, help="port (default BIOBRIDGE_PORT or 8000)")
+    r.add_argument("--workers", type=int, help="processes (default BIOBRIDGE_WORKERS or 1)")
     r.set_defaults(func=cmd_receiver)
 
     m = sub.add_parser("migrate", help=cmd_migrate.__doc__)

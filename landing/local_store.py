@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -105,16 +106,25 @@ class LocalStore:
     def put_group(self, items: Sequence[tuple[str, bytes, ObjectMeta]]) -> list[StoreError | None]:
         """Store many objects at once; durable when it returns. One error (or None) per item.
 
-        1. write every metadata and body to a temp file (no fsync yet);
-        2. rename every metadata into place;
-        3. sync the file system: metadata, body bytes and folder entries are durable;
-        4. rename every body into place (each becomes visible, with durable metadata and bytes);
-        5. sync again: the bodies' names are durable. Only now may anything be acknowledged.
+        1. write every metadata file in place (a new key's metadata has no body yet: invisible)
+           and every body to a temp file, without fsync;
+        2. sync the file system: metadata, body bytes and folder entries are durable;
+        3. rename every body into place (each becomes visible, with durable metadata and bytes);
+        4. sync again: the bodies' names are durable. Only now may anything be acknowledged.
         A failed sync fails every item of the group (nothing is acknowledged).
         """
-        errors: list[StoreError | None] = [None] * len(items)
-        staged: list[tuple[int, Path, Path]] = []  # (index, body temp file, body path)
-        folders: set[Path] = set()
+        group = self.stage(items)
+        try:
+            self.sync(group)
+            self.publish(group)
+            self.sync(group)
+        except OSError as exc:
+            group.failed(exc)
+        return group.errors
+
+    def stage(self, items: Sequence[tuple[str, bytes, ObjectMeta]]) -> StagedGroup:
+        """Steps 1 of `put_group`: metadata in place, bodies in temp files; nothing synced."""
+        group = StagedGroup([key for key, _, _ in items], self.root)
         fsync_each = _SYNCFS is None  # no syncfs: fsync every file and folder (slower)
         for i, (key, body, meta) in enumerate(items):
             temps: list[Path] = []
@@ -122,29 +132,50 @@ class LocalStore:
                 path = self._path(key)
                 self._make_dirs(path.parent, sync=fsync_each)
                 meta_path = path.with_name(path.name + META_SUFFIX)
-                temps.append(_write_temp(meta_path, meta.to_json(), fsync=fsync_each))
+                if not _write_new(meta_path, meta.to_json(), fsync=fsync_each):
+                    # A key put again: replace its metadata atomically, never truncate it.
+                    temps.append(_write_temp(meta_path, meta.to_json(), fsync=fsync_each))
+                    os.replace(temps.pop(), meta_path)
                 temps.append(_write_temp(path, body, fsync=fsync_each))
-                os.replace(temps[0], meta_path)
-                staged.append((i, temps[1], path))
-                folders.add(path.parent)
+                group.staged.append((i, temps[-1], path))
+                group.folders.add(path.parent)
             except StoreError as exc:
-                errors[i] = exc
+                group.errors[i] = exc
             except OSError as exc:
-                errors[i] = StoreUnavailable(f"cannot write {key!r} under {self.root}: {exc}")
+                group.errors[i] = StoreUnavailable(f"cannot write {key!r} under {self.root}: {exc}")
                 for tmp in temps:
                     tmp.unlink(missing_ok=True)
-        if not staged:
-            return errors
-        try:
-            self._sync(folders)
-            for _, body_tmp, path in staged:
-                os.replace(body_tmp, path)
-            self._sync(folders)
-        except OSError as exc:
-            for i, body_tmp, _ in staged:
-                body_tmp.unlink(missing_ok=True)
-                errors[i] = StoreUnavailable(f"cannot sync {items[i][0]!r} to {self.root}: {exc}")
-        return errors
+        return group
+
+    @staticmethod
+    def sync(group: StagedGroup) -> None:
+        """Steps 2 and 4: make everything written so far durable (raises OSError).
+
+        One syncfs per file system, or (without syncfs) an fsync of each folder: the files
+        themselves were then fsynced as they were written.
+        """
+        if not group.staged:
+            return
+        if _SYNCFS is None:
+            for d in group.folders:
+                _fsync_dir(d)
+            return
+        synced: set[int] = set()
+        for d in group.folders:  # one syncfs per file system (normally one in all)
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                dev = os.fstat(fd).st_dev
+                if dev not in synced:
+                    _SYNCFS(fd)
+                    synced.add(dev)
+            finally:
+                os.close(fd)
+
+    @staticmethod
+    def publish(group: StagedGroup) -> None:
+        """Step 3: rename the bodies into place (raises OSError)."""
+        for _, body_tmp, path in group.staged:
+            os.replace(body_tmp, path)
 
     def get(self, key: str) -> tuple[bytes, ObjectMeta]:
         """The exact stored bytes and their metadata."""
@@ -194,24 +225,6 @@ class LocalStore:
             )
         return self.root.joinpath(*segments)
 
-    def _sync(self, folders: set[Path]) -> None:
-        """Make everything written so far durable: one syncfs, or an fsync of each folder (the
-        files themselves were fsynced as they were written when there is no syncfs)."""
-        if _SYNCFS is None:
-            for d in folders:
-                _fsync_dir(d)
-            return
-        synced: set[int] = set()
-        for d in folders:  # one syncfs per file system (normally one in all)
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                dev = os.fstat(fd).st_dev
-                if dev not in synced:
-                    _SYNCFS(fd)
-                    synced.add(dev)
-            finally:
-                os.close(fd)
-
     def _make_dirs(self, folder: Path, *, sync: bool = True) -> None:
         """Create missing folders, fsyncing each parent (unless a syncfs follows)."""
         missing: list[Path] = []
@@ -228,6 +241,26 @@ class LocalStore:
                 continue
             if sync:
                 _fsync_dir(d.parent)
+
+
+@dataclass
+class StagedGroup:
+    """Objects of one group commit between `LocalStore.stage` and the final sync."""
+
+    keys: list[str]
+    root: Path
+    staged: list[tuple[int, Path, Path]] = field(default_factory=list)  # (index, temp, body)
+    folders: set[Path] = field(default_factory=set)
+    errors: list[StoreError | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.errors = [None] * len(self.keys)
+
+    def failed(self, exc: OSError) -> None:
+        """A sync or rename failed: every staged object fails (none is acknowledged)."""
+        for i, body_tmp, _ in self.staged:
+            body_tmp.unlink(missing_ok=True)
+            self.errors[i] = StoreUnavailable(f"cannot sync {self.keys[i]!r} to {self.root}: {exc}")
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
@@ -251,6 +284,30 @@ def _load_syncfs() -> Callable[[int], None] | None:
 
 
 _SYNCFS = _load_syncfs()
+
+
+def _write_new(path: Path, data: bytes, *, fsync: bool) -> bool:
+    """Create `path` holding `data`; False when it already exists (then nothing is written).
+
+    Used for metadata: its body is renamed into place only after a sync, so a metadata file
+    cut short by a crash has no body, is never read, and is swept at start as an orphan.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return True
 
 
 def _write_temp(path: Path, data: bytes, *, fsync: bool) -> Path:
