@@ -27,7 +27,13 @@ from landing.group_commit import store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
 from landing.openapi import openapi_schema
-from landing.request_body import Rejection, body_format, parse_payload, read_body
+from landing.request_body import (
+    BodyBudget,
+    Rejection,
+    body_format,
+    parse_payload,
+    read_body,
+)
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
 from landing.vendors import REGISTRY
@@ -70,6 +76,7 @@ class _Receiver:
         self.settings = settings
         self.store = store
         self.put = store_writer(store, settings)  # group commit on a local store
+        self.budget = BodyBudget(settings.max_buffered_body_bytes, settings.retry_after_s)
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/{vendor}: check, land, then acknowledge; a 4xx lands nothing."""
@@ -80,8 +87,12 @@ class _Receiver:
             log["error"] = exc.error
             # A body left unread would be drained by the server first: close instead.
             headers = {} if request.scope.get(_BODY_READ) else {"Connection": "close"}
-            content = {"status": "rejected", "error": exc.error, "detail": exc.detail, **exc.extra}
+            headers.update(exc.headers)
+            status = "unavailable" if exc.status == 503 else "rejected"
+            content = {"status": status, "error": exc.error, "detail": exc.detail, **exc.extra}
             return _json(exc.status, content, headers)
+        finally:
+            self.budget.release(request.scope)
 
     async def _land(self, request: Request, log: dict[str, Any]) -> Response:
         vendor = REGISTRY.get(request.path_params["vendor"])
@@ -102,6 +113,8 @@ class _Receiver:
             request,
             max_bytes=self.settings.max_body_bytes,
             timeout_s=self.settings.body_timeout_s,
+            drain_max_bytes=self.settings.drain_max_bytes,
+            budget=self.budget,
         )
         request.scope[_BODY_READ] = True
         log["bytes"] = len(body)
@@ -109,6 +122,7 @@ class _Receiver:
 
         received_at = datetime.now(UTC)
         vendor_id = vendor.delivery_id(request.headers, payload)
+        del payload  # parsed documents are big (~20x the body): never hold one across an await
         delivery_id = vendor_id or str(uuid.uuid4())
         key = new_key(vendor.NAME, received_at, ext=fmt)
         meta = ObjectMeta(
