@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
+from landing.fast_path import WebhookApp
 from landing.group_commit import store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
@@ -48,7 +49,9 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         store = open_store(settings.landing_location(), settings)
     receiver = _Receiver(settings, store)
     schema = orjson.dumps(openapi_schema())
-    app = Starlette(
+    app = WebhookApp(  # Starlette, with POST /webhooks/{vendor} dispatched directly
+        webhook=receiver.webhook,
+        on_error=_internal_error,
         routes=[
             Route("/webhooks/{vendor}", receiver.webhook, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET"]),
