@@ -97,36 +97,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def one_run(target: str, args: argparse.Namespace, script: Path) -> dict[str, float]:
+def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> dict[str, float]:
     port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
-        cmd = [
-            sys.executable, __file__, "--serve", target, "--port", str(port), "--dir", folder,
-            "--workers", str(args.workers), "--stack", args.stack,
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    # Landed files are deleted only at the very end: ext4 allocates inodes slowly next to many
+    # just-deleted ones (recently_deleted() in ext4_create), which would slow the next round.
+    folder = tempfile.mkdtemp(dir=keep)
+    cmd = [
+        sys.executable, __file__, "--serve", target, "--port", str(port), "--dir", folder,
+        "--workers", str(args.workers), "--stack", args.stack,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, proc)
+        wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s"]
+        url = f"http://127.0.0.1:{port}/webhooks/oura"
+        out = subprocess.run(
+            [*wrk, "-s", str(script), url], capture_output=True, text=True, check=True
+        ).stdout
+        landed = sum(1 for p in Path(folder).rglob("*.json") if "meta" not in p.name)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            wait_listening(port, proc)
-            wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s"]
-            url = f"http://127.0.0.1:{port}/webhooks/oura"
-            out = subprocess.run(
-                [*wrk, "-s", str(script), url], capture_output=True, text=True, check=True
-            ).stdout
-            landed = sum(1 for p in Path(folder).rglob("*.json") if "meta" not in p.name)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     m = re.search(r"RESULT (.*)", out)
     if m is None:
         raise RuntimeError(f"wrk printed no RESULT line:\n{out}")
@@ -168,7 +170,7 @@ def main() -> None:
     parser.add_argument("--stack", choices=["edge", "h11"], default="edge")
     parser.add_argument("--serve", choices=["receiver", "noop"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help="folder for the landed files (default: the temp folder)")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.dir, args.workers, args.stack)
@@ -182,12 +184,12 @@ def main() -> None:
         f"{len(BODY)}-byte body"
     )
     runs: dict[str, list[dict[str, float]]] = {"noop": [], "receiver": []}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(LUA % BODY)
         for r in range(1, args.rounds + 1):
             for target in ("noop", "receiver"):
-                res = one_run(target, args, script)
+                res = one_run(target, args, script, Path(tmp))
                 runs[target].append(res)
                 extra = f" landed={res['landed']:.0f}" if target == "receiver" else ""
                 print(
