@@ -35,7 +35,7 @@ def run(app: ASGIApp, settings: Settings) -> None:
     """Serve `app` on settings.host:port with `settings.workers` processes until signalled."""
     # One log line per request: skip what the receiver's JSON lines never show (the logging
     # HOWTO's "Optimization": no caller frame walk, no thread or process names per record).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
