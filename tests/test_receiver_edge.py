@@ -24,6 +24,7 @@ from landing.keys import new_key
 from landing.local_store import META_SUFFIX, LocalStore
 from landing.store import ObjectMeta
 from tests.faults.helpers import receiver_child
+from tests.faults.test_receiver_memory import rss_bytes
 from tests.helpers import EXAMPLES
 
 GENERIC = (EXAMPLES / "generic_daily_readiness.json").read_bytes()
@@ -133,9 +134,10 @@ def test_head_limits_hold_whatever_the_packet_boundaries(
 def test_slow_header_clients_time_out_and_others_are_served_meanwhile(
     receiver: tuple[subprocess.Popen[bytes], str],
 ) -> None:
-    url = receiver[1]
+    proc, url = receiver
     port = port_of(url)
     head = b"POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    before = rss_bytes(proc.pid)
 
     def slow_client() -> bytes:
         """Send the head a byte at a time, 10 bytes a second, and return the answer."""
@@ -171,6 +173,9 @@ def test_slow_header_clients_time_out_and_others_are_served_meanwhile(
             elapsed = time.monotonic() - started
         assert resp.status_code == 202
         assert elapsed < 1.0, f"a normal client waited {elapsed:.2f} s behind 200 slow ones"
+        held = rss_bytes(proc.pid)
+        print(f"202 in {elapsed * 1000:.0f} ms; RSS {before / 2**20:.0f} -> {held / 2**20:.0f} MiB")
+        assert held - before < 32 * 2**20
         answers = [f.result() for f in slow]
     assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers), {a[:40] for a in answers}
 
