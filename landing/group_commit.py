@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio
 import anyio.to_thread
 
-from landing.local_store import LocalStore
+from landing.local_store import LocalStore, StagedGroup, sync_folders
 from landing.settings import Settings
-from landing.store import ObjectMeta, ObjectStore, StoreError, StoreUnavailable
+from landing.store import ObjectMeta, ObjectStore, StoreUnavailable
 
 Put = Callable[[str, bytes, ObjectMeta], Awaitable[None]]
 _Item = tuple[str, bytes, ObjectMeta]
@@ -72,51 +72,87 @@ class GroupCommitter:
         await done
 
 
+_Waiter = tuple[_Item, "asyncio.Future[None]"]
+_Group = tuple[list[_Waiter], StagedGroup]
 _INLINE_BYTES = 256 * 1024  # groups with more body bytes than this are written in the thread
 
 
 class _LoopCommitter:
     def __init__(self, owner: GroupCommitter) -> None:
         self.owner = owner
-        self.pending: list[tuple[_Item, asyncio.Future[None]]] = []
+        self.pending: list[_Waiter] = []
         self.task: asyncio.Task[None] | None = None
         # One thread per loop and process: it only waits in syncfs (and writes big groups).
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="biobridge-sync")
 
     async def run(self) -> None:
-        """Commit groups while any put waits, then end (the next put starts a new run)."""
-        try:
-            while self.pending:
-                group = self.pending[: self.owner.max_group]
-                del self.pending[: self.owner.max_group]
-                await self._commit(group)
-        finally:
-            self.task = None
+        """Commit groups while any put waits, then end (the next put starts a new run).
 
-    async def _commit(self, group: list[tuple[_Item, asyncio.Future[None]]]) -> None:
+        Pipelined: one syncfs both makes the previous group's renames durable (so it is
+        acknowledged) and this group's metadata and body bytes durable (so its bodies may be
+        renamed into place). Each object still waits for two syncs after it was written, in
+        that order; a group costs one sync instead of two.
+        """
         store, loop = self.owner.store, asyncio.get_running_loop()
-        items = [item for item, _ in group]
-        errors: list[StoreError | None] | list[BaseException]
+        published: _Group | None = None  # renamed, waiting for the sync that makes it durable
+        staged: _Group | None = None
         try:
-            if sum(len(body) for _, body, _ in items) > _INLINE_BYTES:
-                staged = await loop.run_in_executor(self.thread, store.stage, items)
-            else:
-                staged = store.stage(items)
-            try:
-                await loop.run_in_executor(self.thread, store.sync, staged)
-                store.publish(staged)
-                await loop.run_in_executor(self.thread, store.sync, staged)
-            except OSError as exc:
-                staged.failed(exc)
-            errors = staged.errors
-        except BaseException as exc:  # cancelled or a bug: nobody in the group is acknowledged
-            for _, done in group:
+            while self.pending or published is not None:
+                waiters = self.pending[: self.owner.max_group]
+                del self.pending[: self.owner.max_group]
+                staged = await self._stage(waiters) if waiters else None
+                groups = [g for g in (published, staged) if g is not None]
+                folders = set().union(*(g[1].folders for g in groups if g[1].staged))
+                try:
+                    if folders:
+                        await loop.run_in_executor(self.thread, sync_folders, folders)
+                except OSError as exc:  # neither group is durable: nobody is acknowledged
+                    for g in groups:
+                        g[1].failed(exc)
+                        self._resolve(g)
+                    published = None
+                    continue
+                if published is not None:
+                    self._resolve(published)
+                published = None
+                if staged is not None:
+                    try:
+                        store.publish(staged[1])
+                    except OSError as exc:
+                        staged[1].failed(exc)
+                        self._resolve(staged)
+                    else:
+                        published = staged
+        except BaseException as exc:  # cancelled or a bug: nobody waiting is acknowledged
+            inflight = [w for g in (published, staged) if g is not None for w in g[0]]
+            for _, done in [*inflight, *self.pending]:
                 if not done.done():
                     done.set_exception(StoreUnavailable(f"group commit failed: {exc!r}"))
             raise
+        finally:
+            self.task = None
+
+    async def _stage(self, waiters: list[_Waiter]) -> _Group:
+        store = self.owner.store
+        items = [item for item, _ in waiters]
+        try:
+            if sum(len(body) for _, body, _ in items) > _INLINE_BYTES:
+                loop = asyncio.get_running_loop()
+                staged = await loop.run_in_executor(self.thread, store.stage, items)
+            else:
+                staged = store.stage(items)
+        except BaseException as exc:
+            for _, done in waiters:
+                if not done.done():
+                    done.set_exception(StoreUnavailable(f"group commit failed: {exc!r}"))
+            raise
+        return waiters, staged
+
+    def _resolve(self, group: _Group) -> None:
+        waiters, staged = group
         self.owner.groups += 1
-        self.owner.objects += len(group)
-        for (_, done), error in zip(group, errors, strict=True):
+        self.owner.objects += len(waiters)
+        for (_, done), error in zip(waiters, staged.errors, strict=True):
             if done.done():  # the request was cancelled while its group committed
                 continue
             if error is None:

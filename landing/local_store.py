@@ -156,27 +156,9 @@ class LocalStore:
 
     @staticmethod
     def sync(group: StagedGroup) -> None:
-        """Steps 2 and 4: make everything written so far durable (raises OSError).
-
-        One syncfs per file system, or (without syncfs) an fsync of each folder: the files
-        themselves were then fsynced as they were written.
-        """
-        if not group.staged:
-            return
-        if _SYNCFS is None:
-            for d in group.folders:
-                _fsync_dir(d)
-            return
-        synced: set[int] = set()
-        for d in group.folders:  # one syncfs per file system (normally one in all)
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                dev = os.fstat(fd).st_dev
-                if dev not in synced:
-                    _SYNCFS(fd)
-                    synced.add(dev)
-            finally:
-                os.close(fd)
+        """Steps 2 and 4: make everything written so far durable (raises OSError)."""
+        if group.staged:
+            sync_folders(group.folders)
 
     @staticmethod
     def publish(group: StagedGroup) -> None:
@@ -271,6 +253,28 @@ class StagedGroup:
         for i, body_tmp, _ in self.staged:
             _unlink(body_tmp)
             self.errors[i] = StoreUnavailable(f"cannot sync {self.keys[i]!r} to {self.root}: {exc}")
+
+
+def sync_folders(folders: set[str]) -> None:
+    """Make everything written so far under `folders` durable (raises OSError).
+
+    One syncfs per file system, or (without syncfs) an fsync of each folder: the files
+    themselves were then fsynced as they were written.
+    """
+    if _SYNCFS is None:
+        for d in folders:
+            _fsync_dir(d)
+        return
+    synced: set[int] = set()
+    for d in folders:  # one syncfs per file system (normally one in all)
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            dev = os.fstat(fd).st_dev
+            if dev not in synced:
+                _SYNCFS(fd)
+                synced.add(dev)
+        finally:
+            os.close(fd)
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
