@@ -150,6 +150,7 @@ class _EdgeProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._awaiting_head = True
         self._header_bytes = 0
         self._header_count = 0
 
@@ -187,8 +188,9 @@ class _EdgeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # a queued request starts now: its head is complete
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if not pipelined and not self.transport.is_closing():
             self._awaiting_head = True
             self._head_bytes = 0
             self._arm_head_timer()

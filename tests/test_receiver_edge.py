@@ -237,3 +237,16 @@ def _meta() -> ObjectMeta:
         delivery_id_source="receiver",
         signature_verified=False,
     )
+
+
+def test_pipelined_requests_are_all_answered(
+    receiver: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    post = b"POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(GENERIC),
+        GENERIC,
+    )
+    last = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = exchange(port_of(receiver[1]), [post * 3 + last])
+    assert answer.count(b"HTTP/1.1 202 ") == 3
+    assert answer.count(b"HTTP/1.1 200 ") == 1
