@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import httptools
+import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -32,6 +34,8 @@ from landing.settings import Settings
 
 logger = logging.getLogger("biobridge.receiver")
 
+_LOG_EVERY_S = 60.0
+_INT_KEYS = orjson.OPT_NON_STR_KEYS
 _LINGER_S = 2.0  # how long a refused connection is drained before it is closed
 _MAX_LINGERING = 256  # refused connections drained at once; beyond that they are closed at once
 _REASONS = {
@@ -53,8 +57,25 @@ class EdgeLimits:
         self.max_connections = settings.max_connections
         self.max_in_flight = settings.max_requests_in_flight
         self.retry_after = str(settings.retry_after_s).encode()
-        self.refused: dict[int, int] = {}
+        self.refused: dict[int, int] = {}  # by status; 0: idle connections closed
         self.lingering = 0
+        self._logged_at = 0.0
+        self._logged: dict[int, int] = {}
+
+    def count(self, status: int) -> None:
+        """Count a refusal; log the counts at most once a minute (a flood must not flood the
+        log), as one line of what changed since the last."""
+        self.refused[status] = self.refused.get(status, 0) + 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_EVERY_S:
+            new = {k: v - self._logged.get(k, 0) for k, v in self.refused.items()}
+            logger.warning(
+                "%s",
+                orjson.dumps(
+                    {"event": "edge_refusals", "since_last": new}, option=_INT_KEYS
+                ).decode(),
+            )
+            self._logged_at, self._logged = now, dict(self.refused)
 
     def answer(self, status: int, error: str, detail: str) -> bytes:
         """A complete JSON error response that closes the connection."""
@@ -270,5 +291,4 @@ class _EdgeProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_S, transport.close)
 
     def _count(self, status: int) -> None:
-        refused = self._limits.refused
-        refused[status] = refused.get(status, 0) + 1
+        self._limits.count(status)
