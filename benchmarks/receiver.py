@@ -12,6 +12,10 @@ and the ratio of the median requests/s. `--stack h11` serves both with uvicorn's
 h11 parser on asyncio instead (what the receiver ran on before uvicorn[standard]).
 
 A Python load generator on the same two cores caps the no-op app and hides the gap: use wrk.
+
+The landed files are deleted when the run ends. On ext4 without a journal (this VM's root file
+system) creating files right after a large deletion is slow for a few minutes (see
+docs/receiver-durability.md): leave a few minutes between runs, or land elsewhere with `--dir`.
 """
 
 from __future__ import annotations
