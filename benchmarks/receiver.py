@@ -8,8 +8,9 @@ Each round runs the no-op app, then the receiver (local store, in a temporary fo
 group commit and syncfs), each in a fresh process on the same uvicorn stack, worker count and
 edge limits (`landing.serving`), under `wrk -t2 -c<connections> -d<seconds>s` posting the same
 Oura body. It prints each round, then the medians with the spread (min-max) over the rounds
-and the ratio of the median requests/s. `--stack h11` serves both with uvicorn's pure-Python
-h11 parser on asyncio instead (what the receiver ran on before uvicorn[standard]).
+and the ratio of the median requests/s, with each server's CPU time per request. `--stack h11`
+serves both with uvicorn's pure-Python h11 parser on asyncio instead (what the receiver ran on
+before uvicorn[standard]).
 
 A Python load generator on the same two cores caps the no-op app and hides the gap: use wrk.
 
@@ -122,9 +123,11 @@ def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> 
         wait_listening(port, proc)
         wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s"]
         url = f"http://127.0.0.1:{port}/webhooks/oura"
+        cpu_before = cpu_seconds(proc.pid)
         out = subprocess.run(
             [*wrk, "-s", str(script), url], capture_output=True, text=True, check=True
         ).stdout
+        cpu = cpu_seconds(proc.pid) - cpu_before
         landed = sum(1 for p in Path(folder).rglob("*.json") if "meta" not in p.name)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -138,7 +141,24 @@ def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> 
         raise RuntimeError(f"wrk printed no RESULT line:\n{out}")
     result = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     result["landed"] = landed
+    result["cpu_us"] = cpu / max(result["reqs"], 1) * 1e6
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its child processes (the workers) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -160,7 +180,7 @@ def summary(name: str, runs: list[dict[str, float]]) -> str:
 
     return (
         f"{name:>8}: {stat('rps', '.0f')} req/s  p50 {stat('p50_ms', '.1f')} ms  "
-        f"p99 {stat('p99_ms', '.1f')} ms"
+        f"p99 {stat('p99_ms', '.1f')} ms  cpu {stat('cpu_us', '.0f')} us/req"
     )
 
 
@@ -198,7 +218,8 @@ def main() -> None:
                 extra = f" landed={res['landed']:.0f}" if target == "receiver" else ""
                 print(
                     f"round {r} {target:>8}: {res['rps']:7.0f} req/s  p50 {res['p50_ms']:6.2f} ms"
-                    f"  p99 {res['p99_ms']:6.2f} ms  errors={res['errors']:.0f} "
+                    f"  p99 {res['p99_ms']:6.2f} ms  cpu {res['cpu_us']:4.0f} us/req  "
+                    f"errors={res['errors']:.0f} "
                     f"non2xx={res['non2xx']:.0f}{extra}",
                     flush=True,
                 )
