@@ -1,22 +1,32 @@
-"""Receiver throughput and latency against a no-op ASGI app, both served by uvicorn.
+"""Receiver throughput and latency against a no-op ASGI app on the same server stack, with wrk.
 
-    uv run python benchmarks/receiver.py [--requests 3000] [--concurrency 32] [--client raw]
+    apt-get install -y wrk        # Debian's package; the load generator, in C
+    uv run python benchmarks/receiver.py [--seconds 10] [--rounds 3] [--connections 32]
+                                         [--workers 1] [--stack edge|h11]
 
-Each target runs in its own process (`--serve receiver|noop`) so the load generator (this process)
-does not share its interpreter. The receiver lands into a local store in a temporary folder with
-its fsyncs; the no-op app reads the body and answers 202. Both get the generic example body.
-`--client httpx` (default) uses one httpx AsyncClient per connection; httpx costs ~1-2 ms of CPU per
-request, so on a small machine it can be the bottleneck: `--client raw` sends the same request over
-plain asyncio streams to see what the servers can do.
+Each round runs the no-op app, then the receiver (local store, in a temporary folder, with its
+group commit and syncfs), each in a fresh process on the same uvicorn stack, worker count and
+edge limits (`landing.serving`), under `wrk -t2 -c<connections> -d<seconds>s` posting the same
+Oura body. It prints each round, then the medians with the spread (min-max) over the rounds
+and the ratio of the median requests/s, with each server's CPU time per request. `--stack h11`
+serves both with uvicorn's pure-Python h11 parser on asyncio instead (what the receiver ran on
+before uvicorn[standard]).
+
+A Python load generator on the same two cores caps the no-op app and hides the gap: use wrk.
+
+The landed files are deleted when the run ends. On ext4 without a journal (this VM's root file
+system) creating files right after a large deletion is slow for a few minutes (see
+docs/receiver-durability.md): leave a few minutes between runs, or land elsewhere with `--dir`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import re
+import shutil
+import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -24,14 +34,29 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
-BODY = (ROOT / "deployments" / "examples" / "generic_daily_readiness.json").read_bytes()
+BODY = (
+    '{"event_type":"daily_readiness","user_id":"athlete_0324","timestamp":"2025-07-10T06:41:48Z",'
+    '"data":{"readiness_score":92,"hrv_balance":75,"body_temperature":0.94,'
+    '"resting_heart_rate":54,"respiratory_rate":14.0,"sleep_score":47,"activity_balance":38}}'
+)
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '%s'
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "RESULT reqs=%%d rps=%%.1f p50_ms=%%.2f p99_ms=%%.2f errors=%%d non2xx=%%d\\n",
+    summary.requests, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+"""
 
 
-async def noop_app(scope, receive, send) -> None:
-    """Read the whole body, answer 202 with a small JSON body: the floor for any receiver."""
+async def noop_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """Read the whole body, answer 202 with a small JSON body: the ceiling for any receiver."""
     if scope["type"] != "http":
         return
     more = True
@@ -44,17 +69,31 @@ async def noop_app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def serve(target: str, port: int, folder: str) -> None:
-    """Run one target in this process until killed."""
+def serve(target: str, port: int, folder: str, workers: int, stack: str) -> None:
+    """Run one target in this process until SIGTERM."""
+    import logging
+
     import uvicorn
 
-    if target == "noop":
-        uvicorn.run(noop_app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
-        return
-    from landing.server import serve as serve_receiver
+    from landing.receiver import create_app
+    from landing.serving import run
     from landing.settings import Settings
+    from landing.store import open_store
 
-    serve_receiver(Settings(landing_url=Path(folder).as_uri(), host="127.0.0.1", port=port))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # no access log lines
+    settings = Settings(
+        landing_url=Path(folder).as_uri(), host="127.0.0.1", port=port, workers=workers
+    )
+    store = open_store(settings.landing_location(), settings)
+    app = noop_app if target == "noop" else create_app(settings, store)
+    if stack == "h11":
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, http="h11", loop="asyncio", workers=1,
+            access_log=False, lifespan="off", log_level="warning",
+        )  # fmt: skip
+        uvicorn.Server(config).run()
+        return
+    run(app, settings)
 
 
 def free_port() -> int:
@@ -63,136 +102,137 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class HttpxPoster:
-    """One keep-alive connection through httpx."""
-
-    def __init__(self, url: str, verify: ssl.SSLContext) -> None:
-        limits = httpx.Limits(max_connections=1)
-        self.client = httpx.AsyncClient(base_url=url, verify=verify, limits=limits)
-
-    async def post(self) -> int:
-        return (await self.client.post("/webhooks/generic", content=BODY)).status_code
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-class RawPoster:
-    """One keep-alive connection speaking just enough HTTP/1.1 (Content-Length answers)."""
-
-    REQUEST = (
-        b"POST /webhooks/generic HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
-    )
-
-    def __init__(self, url: str, verify: ssl.SSLContext) -> None:
-        self.port = int(url.rsplit(":", 1)[1])
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def post(self) -> int:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection("127.0.0.1", self.port)
-        reader, writer = self.streams
-        writer.write(self.REQUEST)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in head.lower().split(b"\r\n")
-            if line.startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
-        return int(head.split(b" ", 2)[1])
-
-    async def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-
-
-async def load(url: str, requests: int, concurrency: int, client: str) -> tuple[float, list[float]]:
-    """POST `requests` bodies over `concurrency` keep-alive connections; (seconds, latencies)."""
-    verify = ssl.create_default_context()
-    kind = HttpxPoster if client == "httpx" else RawPoster
-    posters = [kind(url, verify) for _ in range(concurrency)]
-    latencies: list[float] = []
-    remaining = iter(range(requests))
-
-    async def worker(poster: HttpxPoster | RawPoster) -> None:
-        for _ in remaining:
-            started = time.perf_counter()
-            status = await poster.post()
-            latencies.append(time.perf_counter() - started)
-            if status != 202:
-                raise RuntimeError(f"{url} answered {status}")
-
-    try:
-        await asyncio.gather(*(p.post() for p in posters))  # connect and warm up
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(p) for p in posters))
-        return time.perf_counter() - started, latencies
-    finally:
-        for p in posters:
-            await p.close()
-
-
-def measure(target: str, requests: int, concurrency: int, client: str) -> dict[str, float]:
+def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> dict[str, float]:
     port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
-        cmd = [sys.executable, __file__, "--serve", target, "--port", str(port), "--dir", folder]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    # Landed files are deleted only at the very end: ext4 allocates inodes slowly next to many
+    # just-deleted ones (recently_deleted() in ext4_create), which would slow the next round.
+    folder = tempfile.mkdtemp(dir=keep)
+    cmd = [
+        sys.executable, __file__, "--serve", target, "--port", str(port), "--dir", folder,
+        "--workers", str(args.workers), "--stack", args.stack,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, proc)
+        wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s"]
+        url = f"http://127.0.0.1:{port}/webhooks/oura"
+        cpu_before = cpu_seconds(proc.pid)
+        out = subprocess.run(
+            [*wrk, "-s", str(script), url], capture_output=True, text=True, check=True
+        ).stdout
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        landed = sum(1 for p in Path(folder).rglob("*.json") if "meta" not in p.name)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/healthz", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError(f"{target} did not start") from None
-                    time.sleep(0.05)
-            seconds, latencies = asyncio.run(load(url, requests, concurrency, client))
-            landed = sum(1 for p in Path(folder).rglob("*.json") if "meta" not in p.name)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-    cuts = statistics.quantiles(latencies, n=100)
-    return {
-        "req_s": len(latencies) / seconds,
-        "p50_ms": cuts[49] * 1000,
-        "p99_ms": cuts[98] * 1000,
-        "landed": landed,
-    }
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    m = re.search(r"RESULT (.*)", out)
+    if m is None:
+        raise RuntimeError(f"wrk printed no RESULT line:\n{out}")
+    result = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    result["landed"] = landed
+    result["cpu_us"] = cpu / max(result["reqs"], 1) * 1e6
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its child processes (the workers) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.1)
+
+
+def summary(name: str, runs: list[dict[str, float]]) -> str:
+    def stat(key: str, fmt: str) -> str:
+        xs = [r[key] for r in runs]
+        return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}-{max(xs):{fmt}})"
+
+    return (
+        f"{name:>8}: {stat('rps', '.0f')} req/s  p50 {stat('p50_ms', '.1f')} ms  "
+        f"p99 {stat('p99_ms', '.1f')} ms  cpu {stat('cpu_us', '.0f')} us/req"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--client", choices=["httpx", "raw"], default="httpx")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (both)")
+    parser.add_argument("--stack", choices=["edge", "h11"], default="edge")
     parser.add_argument("--serve", choices=["receiver", "noop"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help="folder for the landed files (default: the temp folder)")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.dir)
+        serve(args.serve, args.port, args.dir, args.workers, args.stack)
         return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk (Debian's package)")
 
     print(
-        f"{args.requests} POSTs of {len(BODY)} bytes, {args.concurrency} concurrent "
-        f"{args.client} clients, {os.cpu_count()} CPUs"
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {args.rounds} rounds, "
+        f"{args.workers} worker(s), stack {args.stack}, {os.cpu_count()} CPUs, "
+        f"{len(BODY)}-byte body"
     )
-    results = {
-        t: measure(t, args.requests, args.concurrency, args.client) for t in ("noop", "receiver")
-    }
-    for target, r in results.items():
-        print(
-            f"{target:>8}: {r['req_s']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
-            f"p99 {r['p99_ms']:6.1f} ms"
-            + (f"  ({r['landed']:.0f} objects landed)" if target == "receiver" else "")
-        )
-    ratio = results["receiver"]["req_s"] / results["noop"]["req_s"]
-    print(f"receiver / noop throughput: {ratio:.2f}")
+    runs: dict[str, list[dict[str, float]]] = {"noop": [], "receiver": []}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(LUA % BODY)
+        for r in range(1, args.rounds + 1):
+            for target in ("noop", "receiver"):
+                res = one_run(target, args, script, Path(tmp))
+                runs[target].append(res)
+                extra = f" landed={res['landed']:.0f}" if target == "receiver" else ""
+                print(
+                    f"round {r} {target:>8}: {res['rps']:7.0f} req/s  p50 {res['p50_ms']:6.2f} ms"
+                    f"  p99 {res['p99_ms']:6.2f} ms  cpu {res['cpu_us']:4.0f} us/req  "
+                    f"errors={res['errors']:.0f} "
+                    f"non2xx={res['non2xx']:.0f}{extra}",
+                    flush=True,
+                )
+    print("medians (min-max over rounds):")
+    for target, rs in runs.items():
+        print(summary(target, rs))
+    noop = statistics.median(r["rps"] for r in runs["noop"])
+    recv = statistics.median(r["rps"] for r in runs["receiver"])
+    ratios = [b["rps"] / a["rps"] for a, b in zip(runs["noop"], runs["receiver"], strict=True)]
+    print(
+        f"ratio of medians receiver/noop: {recv / noop:.3f} "
+        f"(per round {min(ratios):.3f}-{max(ratios):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     from landing.server import serve
 
     settings = get_settings()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("workers", args.workers))
+    overrides = {k: v for k, v in given if v is not None}
     serve(settings.model_copy(update=overrides))
     return 0
 
@@ -385,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = _sub(sub, "receiver", cmd_receiver)
     r.add_argument("--host", help="bind address (default BIOBRIDGE_HOST or 127.0.0.1)")
     r.add_argument("--port", type=int, help="port (default BIOBRIDGE_PORT or 8000)")
+    r.add_argument("--workers", type=int, help="processes (default BIOBRIDGE_WORKERS or 1)")
 
     _sub(sub, "migrate", cmd_migrate)
 

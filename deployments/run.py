@@ -2,8 +2,10 @@
 
 With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), or
 `PREFECT_API_URL` set, the run is submitted to that server's deployment (it shows in its UI and
-starts within the runner's poll interval); no temporary Prefect server is started. Otherwise the
-flow runs here, on a temporary Prefect API that dies with this process (also when it is killed).
+starts within the runner's poll interval); no temporary Prefect server is started. A server that
+does not serve the deployment (a bare `prefect server start`) gets the run from this process.
+Otherwise the flow runs here, on a temporary Prefect API that dies with this process (also when
+it is killed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,6 +34,8 @@ from schemas.loads import LOAD_TOTALS
 if TYPE_CHECKING:
     from prefect import State
     from prefect.client.schemas.objects import FlowRun
+
+    from flows.ingest import IngestParams
 
 SUMMARY_FIELDS = tuple((name.replace("_", " "), name) for name in LOAD_TOTALS)
 
@@ -100,8 +104,27 @@ def run_ingest(
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise RunError(f"invalid ingest options: {reasons}") from None
-    if api:
+    if api and deployment_served(api):
         return submit(params.model_dump(mode="json"), api=api)
+    return run_here(params, api=api)
+
+
+def deployment_served(api: str) -> bool:
+    """Whether the server at `api` has the served deployment (`biobridge up` registers it)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def run_here(params: IngestParams, *, api: str | None) -> int:
+    """Run the flow in this process: on `api` when given (it shows in that server's UI), else
+    on a temporary Prefect API that dies with this process."""
     from ops.api import check_database
 
     check_database()  # fail in seconds with the reason, not after the flow's retries
@@ -109,7 +132,9 @@ def run_ingest(
 
     from flows.ingest import ingest
 
-    with temporary_api() as temporary, temporary_settings({PREFECT_API_URL: temporary}):
+    with ExitStack() as stack:
+        url = api if api else stack.enter_context(temporary_api())
+        stack.enter_context(temporary_settings({PREFECT_API_URL: url}))
         state = cast("State[Any]", ingest(params, return_state=True))
         from prefect.logging.handlers import APILogWorker
 

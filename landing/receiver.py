@@ -24,11 +24,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
+from landing.fast_path import WebhookApp
+from landing.group_commit import store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
 from landing.open_routes import CREDENTIALS, open_routes, opted_out
 from landing.openapi import openapi_schema
-from landing.request_body import Rejection, body_format, parse_payload, read_body
+from landing.request_body import (
+    BodyBudget,
+    Rejection,
+    body_format,
+    parse_payload,
+    read_body,
+)
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
 from landing.token_registry import RevocationList
@@ -44,7 +52,9 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         store = open_store(settings.landing_location(), settings)
     receiver = _Receiver(settings, store)
     schema = orjson.dumps(openapi_schema())
-    app = Starlette(
+    app = WebhookApp(  # Starlette, with POST /webhooks/{vendor} dispatched directly
+        webhook=receiver.webhook,
+        on_error=_internal_error,
         routes=[
             Route("/webhooks/{vendor}", receiver.webhook, methods=["POST"]),
             Route("/webhooks/{vendor}", receiver.handshake, methods=["GET", "HEAD"]),
@@ -78,6 +88,8 @@ class _Receiver:
         configured = len(self.open_routes) < len(CREDENTIALS) or bool(opted_out(settings))
         self.readyz_extra = {"open_routes": self.open_routes} if configured else {}
         self.readyz_headers = {"Biobridge-Open-Routes": ",".join(self.open_routes) or "none"}
+        self.put = store_writer(store, settings)  # group commit on a local store
+        self.budget = BodyBudget(settings.max_buffered_body_bytes, settings.retry_after_s)
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/{vendor}: check, land, then acknowledge; a 4xx lands nothing."""
@@ -88,10 +100,14 @@ class _Receiver:
             log["error"] = exc.error
             # A body left unread would be drained by the server first: close instead.
             headers = {} if request.scope.get(_BODY_READ) else {"Connection": "close"}
+            headers.update(exc.headers)
             if exc.status == 503:
-                headers["Retry-After"] = str(self.settings.retry_after_s)
-            content = {"status": "rejected", "error": exc.error, "detail": exc.detail, **exc.extra}
+                headers.setdefault("Retry-After", str(self.settings.retry_after_s))
+            status = "unavailable" if exc.status == 503 else "rejected"
+            content = {"status": status, "error": exc.error, "detail": exc.detail, **exc.extra}
             return _json(exc.status, content, headers)
+        finally:
+            self.budget.release(request.scope)
 
     async def _land(self, request: Request, log: dict[str, Any]) -> Response:
         """Route, check, read and parse the body; store it with its metadata; acknowledge."""
@@ -122,6 +138,7 @@ class _Receiver:
             media_type=media_type,
             context=context,
         )
+        del payload  # parsed documents are big (~20x the body): never hold one across an await
         log["delivery_id"] = meta.delivery_id
         if not await self._put(key, body, meta, log):
             return self._unavailable(
@@ -154,6 +171,8 @@ class _Receiver:
             request,
             max_bytes=self.settings.max_body_bytes,
             timeout_s=self.settings.body_timeout_s,
+            drain_max_bytes=self.settings.drain_max_bytes,
+            budget=self.budget,
         )
         request.scope[_BODY_READ] = True
         log["bytes"] = len(body)
@@ -189,7 +208,7 @@ class _Receiver:
     async def _put(self, key: str, body: bytes, meta: ObjectMeta, log: dict[str, Any]) -> bool:
         """Store the body; False (logged) when the store failed, whatever the failure."""
         try:
-            await anyio.to_thread.run_sync(self.store.put, key, body, meta)
+            await self.put(key, body, meta)
         except Exception as exc:  # whatever failed, the body is not stored: 503
             log["error"] = "store_unavailable"
             logger.warning(

@@ -5,8 +5,9 @@ Checks run cheapest first; nothing here stores anything.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -32,6 +33,7 @@ class Rejection(Exception):
     error: str
     detail: str
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.status} {self.error}: {self.detail}"
@@ -70,22 +72,46 @@ def body_format(headers: Mapping[str, str], formats: frozenset[str]) -> tuple[st
     return fmt, media
 
 
-async def read_body(request: Request, *, max_bytes: int, timeout_s: float) -> bytes:
-    """The whole body, refused early when too large (413) or too slow (408)."""
+async def read_body(
+    request: Request,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    drain_max_bytes: int = 0,
+    budget: BodyBudget | None = None,
+) -> bytes:
+    """The whole body, refused when too large (413) or too slow (408).
+
+    An oversize body is read and dropped (up to `drain_max_bytes`, within the deadline) before
+    the 413, as nginx's lingering close does: a client that sends its whole body before reading
+    (http.client, many SDKs) then reads the 413 instead of a broken pipe, and does not retry for
+    ever. `budget` bounds the body bytes all requests hold at once (503 beyond it).
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise Rejection(400, "bad_content_length", "Content-Length must be a whole number")
         if int(declared) > max_bytes:
+            # A client waiting for "100 Continue" sends nothing: answer at once.
+            if request.headers.get("expect", "").lower() != "100-continue":
+                up_to = min(int(declared), drain_max_bytes)
+                await _drain(request.stream(), 0, up_to, timeout_s)
             raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     try:
-        with anyio.fail_after(timeout_s):
-            async for chunk in request.stream():
+        async with asyncio.timeout(timeout_s):  # asyncio's own: anyio's costs more per request
+            stream = request.stream()
+            async for chunk in stream:
                 size += len(chunk)
                 if size > max_bytes:
+                    chunks.clear()
+                    await _drain(stream, size, drain_max_bytes, deadline - loop.time())
                     raise _too_large(max_bytes)
+                if budget is not None and chunk:
+                    budget.take(request.scope, len(chunk))
                 chunks.append(chunk)
     except TimeoutError:
         raise Rejection(
@@ -96,6 +122,47 @@ async def read_body(request: Request, *, max_bytes: int, timeout_s: float) -> by
     if size == 0:
         raise Rejection(400, "empty_body", "the body is empty: send the webhook payload")
     return b"".join(chunks)
+
+
+async def _drain(stream: AsyncIterator[bytes], read: int, up_to: int, timeout_s: float) -> None:
+    """Read and drop the rest of the body while fewer than `up_to` bytes were read in all."""
+    if read >= up_to or timeout_s <= 0:
+        return
+    with anyio.move_on_after(timeout_s):
+        try:
+            async for chunk in stream:
+                read += len(chunk)
+                if read >= up_to:
+                    return
+        except ClientDisconnect:
+            return
+
+
+class BodyBudget:
+    """Body bytes held in memory by all requests of one process, with a ceiling (503 beyond)."""
+
+    KEY = "biobridge.body_bytes"
+
+    def __init__(self, max_bytes: int, retry_after_s: int) -> None:
+        self.max_bytes = max_bytes
+        self.retry_after_s = retry_after_s
+        self.used = 0
+
+    def take(self, scope: MutableMapping[str, Any], n: int) -> None:
+        """Count `n` more bytes for this request, or refuse it with 503."""
+        if self.used + n > self.max_bytes:
+            raise Rejection(
+                503,
+                "too_many_bytes",
+                "the receiver holds too many bodies: retry later",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        self.used += n
+        scope[self.KEY] = scope.get(self.KEY, 0) + n
+
+    def release(self, scope: MutableMapping[str, Any]) -> None:
+        """The request is done: its bytes no longer count."""
+        self.used -= scope.pop(self.KEY, 0)
 
 
 def parse_payload(body: bytes, fmt: str) -> Payload:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from landing.local_store import LocalStore
 from landing.open_routes import OpenRoutesRefused, check_open_routes
 from landing.receiver import create_app
+from landing.serving import run
 from landing.settings import Settings, get_settings
 from landing.store import open_store
 
@@ -27,18 +26,11 @@ def serve(settings: Settings) -> None:
     store = open_store(settings.landing_location(), settings)
     if isinstance(store, LocalStore):
         swept = store.sweep_temp_files(older_than_s=2 * settings.ack_deadline_s)
+        swept += store.sweep_orphan_metas(older_than_s=2 * settings.ack_deadline_s)
         if swept:
             logger.info("removed %d temp files left by an interrupted receiver", swept)
     logger.info("receiver landing into %s on %s:%s", store.url, settings.host, settings.port)
-    config = uvicorn.Config(
-        create_app(settings, store),
-        host=settings.host,
-        port=settings.port,
-        access_log=False,  # the receiver logs one structured line per request itself
-        server_header=False,
-        lifespan="off",
-    )
-    uvicorn.Server(config).run()
+    run(create_app(settings, store), settings)  # edge limits and workers: landing/serving.py
 
 
 if __name__ == "__main__":

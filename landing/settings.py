@@ -119,6 +119,52 @@ class Settings(BaseSettings):
         ),
     )
 
+    group_commit: bool = Field(
+        default=True,
+        description="Local store: commit concurrent webhooks together (two syncfs per group).",
+    )
+    group_commit_max: int = Field(
+        default=512, ge=1, description="Local store: most objects in one group commit."
+    )
+
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Receiver worker processes (forked, one socket)."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections served per worker; more get 503 + Retry-After (capped below "
+        "the open-files limit).",
+    )
+    max_requests_in_flight: int = Field(
+        default=256, ge=1, description="Requests handled at once per worker; more get 503."
+    )
+    max_buffered_body_bytes: int = Field(
+        default=256 * MiB,
+        gt=0,
+        description="Request body bytes held in memory at once per worker; beyond: 503.",
+    )
+    head_timeout_s: float = Field(
+        default=10.0, gt=0, description="Deadline for a request's line and headers (else 408)."
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="Idle keep-alive connections are closed after this."
+    )
+    max_url_bytes: int = Field(
+        default=8192, ge=256, description="Longest request target (path and query), else 414."
+    )
+    max_header_bytes: int = Field(
+        default=32768, ge=1024, description="Most header bytes in one request, else 431."
+    )
+    max_headers: int = Field(default=100, ge=10, description="Most headers in one request.")
+    backlog: int = Field(default=2048, ge=1, description="Listen backlog of the socket.")
+    drain_max_bytes: int = Field(
+        default=64 * MiB,
+        ge=0,
+        description="An oversize body is read and dropped up to this many bytes before the 413, "
+        "so a client that sends it all before reading still reads the answer.",
+    )
+
     def landing_location(self) -> str:
         """The landing store's URL, defaulting to a folder under `data_dir`."""
         if self.landing_url:

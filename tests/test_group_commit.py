@@ -1,0 +1,109 @@
+"""Group commit on the local store: concurrent puts share their syncs, each waiter gets its own
+outcome, a failed group acknowledges nobody, and the fsync fallback keeps the same contract."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import landing.local_store as local_store
+from landing.group_commit import GroupCommitter
+from landing.keys import new_key
+from landing.local_store import LocalStore
+from landing.store import ObjectMeta, StoreError, StoreUnavailable
+
+
+def meta_for(body: bytes) -> ObjectMeta:
+    return ObjectMeta(
+        received_at=datetime.now(UTC),
+        vendor="oura",
+        content_type="application/json",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        delivery_id="test-only",
+        delivery_id_source="receiver",
+        signature_verified=False,
+    )
+
+
+async def put_all(committer: GroupCommitter, items: list[tuple[str, bytes]]) -> list[object]:
+    return await asyncio.gather(
+        *(committer.put(key, body, meta_for(body)) for key, body in items),
+        return_exceptions=True,
+    )
+
+
+def test_concurrent_puts_share_groups_and_all_land_whole(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "landing")
+    committer = GroupCommitter(store, max_group=64)
+    items = [(new_key("oura", datetime.now(UTC)), b'{"n":%d}' % i) for i in range(300)]
+    big = (new_key("oura", datetime.now(UTC)), b"[" + b"1," * 200_000 + b"1]")  # thread-staged
+    outcomes = asyncio.run(put_all(committer, [*items, big]))
+
+    assert outcomes == [None] * 301
+    assert committer.objects == 301
+    assert committer.groups < 301 / 4, committer.groups  # shared, not one round per object
+    for key, body in [*items, big]:
+        got, meta = store.get(key)
+        assert got == body and meta.sha256 == hashlib.sha256(body).hexdigest()
+    assert sorted(store.list_keys("raw/")) == sorted(k for k, _ in [*items, big])
+    assert not list(store.root.rglob(".*.tmp"))
+
+
+def test_each_waiter_gets_its_own_error_and_the_others_land(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "landing")
+    committer = GroupCommitter(store)
+    good = [(new_key("oura", datetime.now(UTC)), b"{}") for _ in range(5)]
+    bad = ("raw/../escape", b"{}")
+    outcomes = asyncio.run(put_all(committer, [*good[:2], bad, *good[2:]]))
+
+    assert isinstance(outcomes[2], StoreError) and "invalid object key" in str(outcomes[2])
+    assert outcomes[:2] + outcomes[3:] == [None] * 5
+    assert sorted(store.list_keys("raw/")) == sorted(k for k, _ in good)
+
+
+def test_a_group_that_cannot_be_written_acknowledges_nobody(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"not a folder")
+    committer = GroupCommitter(LocalStore(tmp_path / "a-file" / "landing"))
+    items = [(new_key("oura", datetime.now(UTC)), b"{}") for _ in range(10)]
+    outcomes = asyncio.run(put_all(committer, items))
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+
+
+def test_without_syncfs_puts_fsync_each_file_with_the_same_contract(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_store, "_SYNCFS", None)  # as on a system without syncfs(2)
+    store = LocalStore(tmp_path / "landing")
+    items = [(new_key("oura", datetime.now(UTC)), b'{"n":%d}' % i) for i in range(20)]
+    assert asyncio.run(put_all(GroupCommitter(store), items)) == [None] * 20
+    for key, body in items:
+        assert store.get(key)[0] == body
+    key = items[0][0]
+    store.put(key, b'{"again":1}', meta_for(b'{"again":1}'))  # a key put again: replaced whole
+    assert store.get(key) == (b'{"again":1}', store.get(key)[1])
+    assert store.get(key)[1].size == len(b'{"again":1}')
+
+
+def test_orphan_metadata_is_swept_only_when_old(tmp_path: Path) -> None:
+    import os
+    import time
+
+    store = LocalStore(tmp_path)
+    key = new_key("oura", datetime.now(UTC))
+    store.put(key, b"{}", meta_for(b"{}"))
+    folder = tmp_path / key.rpartition("/")[0]
+    old, new = folder / "a.json.meta.json", folder / "b.json.meta.json"
+    for f in (old, new):
+        f.write_bytes(b'{"cut')
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    os.utime(folder / (key.rpartition("/")[2] + ".meta.json"), (hour_ago, hour_ago))
+
+    assert store.sweep_orphan_metas(older_than_s=600) == 1
+    assert not old.exists() and new.exists()
+    assert store.get(key)[0] == b"{}"  # an old metadata file with its body stays
