@@ -204,7 +204,10 @@ class StageClock:
 
 
 _SQL_LABELS = (
-    ("WITH upserted", "write: upsert into biometric_events"),
+    ("UPDATE public.biometric_events", "write: update newer deliveries"),
+    ("INSERT INTO public.biometric_events", "write: insert absent keys"),
+    ("INSERT INTO biobridge.open_batches", "claim: open batch record"),
+    ("SELECT k, count(*)", "claim: failed attempts"),
     ("UPDATE biobridge.landed_files AS f", "write: ledger update"),
     ("INSERT INTO biobridge.quarantine", "write: quarantine insert"),
     ("UPDATE biobridge.loads SET files_read", "write: load counts"),
@@ -226,7 +229,7 @@ def instrument(clock: StageClock) -> None:
 
     for name, label in (
         ("claim_pending", "claim"),
-        ("fetch_objects", "read: fetch files"),
+        ("fetch_within_budget", "read: fetch files"),
         ("plan_batch", "plan: parse, flatten, validate, dedupe"),
         ("stage_batch", "stage: COPY into temp tables"),
         ("apply_batch", "apply: upsert, quarantine, ledger, commit (serialised)"),
