@@ -208,6 +208,8 @@ _SQL_LABELS = (
     ("INSERT INTO public.biometric_events", "write: insert absent keys"),
     ("INSERT INTO biobridge.open_batches", "claim: open batch record"),
     ("SELECT k, count(*)", "claim: failed attempts"),
+    ("ANALYZE", "stage: ANALYZE temp tables"),
+    ("SELECT pg_advisory_xact_lock", "apply: wait for the upsert lock"),
     ("UPDATE biobridge.landed_files AS f", "write: ledger update"),
     ("INSERT INTO biobridge.quarantine", "write: quarantine insert"),
     ("UPDATE biobridge.loads SET files_read", "write: load counts"),

@@ -344,6 +344,7 @@ def process_batch(
     batch_id = open_batch(url or database_url(), load_id=load_id, keys=[f.key for f in files])
     plan = plan_batch(files, load_id=load_id)
     stage_batch(conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results)
+    plan.counts.rows_staged = plan.stage.num_rows
     close_batch(conn, batch_id)
     # One upsert at a time per database (an advisory lock, across processes): two at once contend
     # on the same index pages and WAL (measured: 39 s of upsert time for 874k rows in parallel,

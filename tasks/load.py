@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
 from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
-from warehouse.postgres import Connection, one_row
+from warehouse.postgres import Connection
 
 UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock of the upsert
 """Upserts take this transaction-scoped advisory lock: one at a time per database, across
@@ -26,11 +26,20 @@ _KEY_MATCH = " AND ".join(
     f't."{c}" = s."{c}"' if c == "timestamp" else f"t.{c} = s.{c}" for c in KEY_COLUMNS
 )
 
-# The write is two plain statements instead of one INSERT ... ON CONFLICT DO UPDATE: rows whose
-# key exists are updated only when the delivery is newer, then rows whose key is absent are
-# inserted. Both run under UPSERT_LOCK, which every loader takes, so no key can appear between
-# them. Reloading a file then only probes the index (ON CONFLICT DO UPDATE ... WHERE false still
-# locks, and so writes, every conflicting row: 3.2x slower measured on a 210k-row reload).
+# The write is two statements instead of one INSERT ... ON CONFLICT DO UPDATE. First every
+# staged row whose key is absent is inserted (ON CONFLICT DO NOTHING: a conflict neither locks
+# nor writes the existing row). Only when some rows conflicted, those existing rows are updated
+# where the delivery is newer; the rows this batch just inserted compare equal, so they stay.
+# A first load (the common case) thus never runs the update, and a reload only probes the
+# index (DO UPDATE ... WHERE false still locks, so writes, every conflicting row). Both run
+# under UPSERT_LOCK, which every loader takes, so no other loader's row appears in between.
+_INSERT = f"""
+INSERT INTO public.biometric_events ({_COLUMNS})
+SELECT {_VALUES}
+FROM pg_temp.bb_stage AS s  -- already in key order (dedupe_newest): no sort here (~5% faster)
+ON CONFLICT ({", ".join(f'"{c}"' if c == "timestamp" else c for c in KEY_COLUMNS)}) DO NOTHING
+"""  # noqa: S608 - column names from our own contract, not input
+
 _UPDATE = f"""
 UPDATE public.biometric_events AS t
 SET value = s.value, unit = s.unit, metadata = s.metadata::jsonb,
@@ -40,13 +49,6 @@ FROM pg_temp.bb_stage AS s
 WHERE {_KEY_MATCH}
   AND (s.received_at, s.source_key)
       > (coalesce(t.received_at, '-infinity'::timestamptz), coalesce(t.source_key, ''))
-"""  # noqa: S608 - column names from our own contract, not input
-
-_INSERT = f"""
-INSERT INTO public.biometric_events ({_COLUMNS})
-SELECT {_VALUES}
-FROM pg_temp.bb_stage AS s  -- already in key order (dedupe_newest): index inserts in order
-WHERE NOT EXISTS (SELECT FROM public.biometric_events AS t WHERE {_KEY_MATCH})
 """  # noqa: S608 - column names from our own contract, not input
 
 _QUARANTINE = f"""
@@ -92,9 +94,9 @@ def stage_batch(
             ("bb_file_results", file_results, FILE_RESULT),
         ):
             cur.adbc_ingest(name, table.cast(schema), mode="replace", temporary=True)
-        # Statistics for the temp tables, so the ledger update and the write probe the ledger's
-        # and the measurement key's indexes instead of scanning those (growing) tables.
-        cur.execute("ANALYZE pg_temp.bb_file_results, pg_temp.bb_stage")
+        # Statistics for the temp table, so the ledger update probes the ledger's primary key
+        # instead of scanning the whole (growing) ledger once per batch.
+        cur.execute("ANALYZE pg_temp.bb_file_results")
 
 
 def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCounts:
@@ -107,15 +109,14 @@ def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCo
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
-        cur.execute(_UPDATE)
-        updated = int(cur.rowcount)
         cur.execute(_INSERT)
         inserted = int(cur.rowcount)
+        updated = 0
+        if inserted < counts.rows_staged:
+            cur.execute(_UPDATE)
+            updated = int(cur.rowcount)
         cur.execute(_QUARANTINE)
         cur.execute(_LEDGER, (load_id,))
-        cur.execute("SELECT count(*) FROM pg_temp.bb_stage")
-        (staged,) = one_row(cur)
-        counts.rows_staged = int(staged)
         counts.rows_inserted = inserted
         counts.rows_updated = updated
         counts.rows_unchanged = counts.rows_staged - inserted - updated

@@ -234,9 +234,10 @@ def failed_attempts(conn: Connection, keys: Sequence[str]) -> dict[str, Attempts
     """
     with conn.cursor() as cur:
         cur.execute(
+            # A hash join of the two key lists: `&&` and `= ANY` compare every pair.
             "SELECT k, count(*), count(*) FILTER (WHERE cardinality(b.object_keys) = 1) "
-            "FROM biobridge.open_batches AS b, unnest(b.object_keys) AS k "
-            "WHERE b.object_keys && $1::text[] AND k = ANY($1::text[]) GROUP BY k",
+            "FROM biobridge.open_batches AS b CROSS JOIN LATERAL unnest(b.object_keys) AS k "
+            "JOIN unnest($1::text[]) AS c (key) ON c.key = k GROUP BY k",
             (_text_array(keys),),
         )
         rows = cur.fetchall()
