@@ -265,7 +265,15 @@ def open_batch(url: Dsn, *, load_id: int, keys: Sequence[str]) -> int:
 def close_batch(conn: Connection, batch_id: int) -> None:
     """In the batch's own transaction: it commits, so it is no failed attempt."""
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM biobridge.open_batches WHERE batch_id = $1", (batch_id,))
+        # Also forget failed batches none of whose files is pending any more (they loaded in a
+        # later, smaller batch): the table keeps only what can still count as an attempt.
+        # Batches in flight elsewhere hold pending files, so they are never removed here.
+        cur.execute(
+            "DELETE FROM biobridge.open_batches AS b WHERE b.batch_id = $1 OR NOT EXISTS ("
+            "SELECT FROM unnest(b.object_keys) AS k JOIN biobridge.landed_files AS f "
+            "ON f.object_key = k WHERE f.state = 'pending')",
+            (batch_id,),
+        )
 
 
 def set_aside(conn: Connection, *, load_id: int, poisoned: dict[str, str]) -> None:
