@@ -19,10 +19,18 @@ from landing.store import ObjectStore
 from schemas.loads import LoadCounts
 from schemas.staging import FILE_RESULT, QUARANTINE_ENTRY, STAGED_ROW
 from tasks.flatten import Flattened, FlattenInput, Issue, flatten_many, is_pointer, resource_of
-from tasks.load import apply_batch, dedupe_newest, stage_batch
+from tasks.load import apply_batch, apply_empty, dedupe_newest, stage_batch
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
-from warehouse.ledger import claim_pending
-from warehouse.postgres import Connection
+from tasks.runtime import database_url
+from warehouse.ledger import (
+    Attempts,
+    claim_pending,
+    close_batch,
+    failed_attempts,
+    open_batch,
+    set_aside,
+)
+from warehouse.postgres import Connection, Dsn
 
 log = logging.getLogger(__name__)
 _INDEX = re.compile(r"\[\d+\]")
@@ -36,6 +44,12 @@ class BatchSpec:
     vendors: tuple[str, ...]
     received_from: datetime | None = None
     received_until: datetime | None = None
+    max_bytes: int = 32 * 2**20
+    """Bodies read per batch, at most (one larger body is read alone)."""
+    alone_bytes: int = 4 * 2**20
+    """A body at least this large is loaded in a batch of its own."""
+    max_attempts: int = 2
+    """A file whose batch never committed this many times while it was alone is set aside."""
 
 
 @dataclass
@@ -290,9 +304,21 @@ def _quarantine_row(
 
 
 def process_batch(
-    conn: Connection, store: ObjectStore, *, load_id: int, spec: BatchSpec
+    conn: Connection,
+    store: ObjectStore,
+    *,
+    load_id: int,
+    spec: BatchSpec,
+    url: Dsn | None = None,
 ) -> LoadCounts | None:
-    """Claim, read, plan and load one batch in one transaction; None when nothing is pending."""
+    """Claim, read, plan and load one batch in one transaction; None when nothing is pending.
+
+    Before anything is parsed, the batch is recorded on a connection of its own (`open_batch`);
+    a batch that never commits leaves that record behind, one failed attempt for each of its
+    files. Files with failed attempts are loaded in ever smaller groups, then alone; a file
+    that failed alone `spec.max_attempts` times is set aside (quarantined, with the reason), so
+    a body that kills every run cannot hold back the files behind it.
+    """
     claimed = claim_pending(
         conn,
         limit=spec.limit,
@@ -303,11 +329,79 @@ def process_batch(
     if not claimed:
         conn.rollback()
         return None
-    files = fetch_objects(store, [c.key for c in claimed])
+    keys = [c.key for c in claimed]
+    attempts = failed_attempts(conn, keys)
+    if poisoned := {
+        k: _set_aside_reason(k, a) for k, a in attempts.items() if a.alone >= spec.max_attempts
+    }:
+        set_aside(conn, load_id=load_id, poisoned=poisoned)
+        counts = LoadCounts(files_read=len(poisoned), files_quarantined=len(poisoned))
+        counts.records_quarantined = len(poisoned)
+        counts.reasons[reason_group("<file>", "a file a run can load")] += len(poisoned)
+        return apply_empty(conn, load_id=load_id, counts=counts)
+    keys = _next_group(keys, attempts, limit=spec.limit)
+    files = fetch_within_budget(store, keys, max_bytes=spec.max_bytes, alone_bytes=spec.alone_bytes)
+    batch_id = open_batch(url or database_url(), load_id=load_id, keys=[f.key for f in files])
     plan = plan_batch(files, load_id=load_id)
     stage_batch(conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results)
+    plan.counts.rows_staged = plan.stage.num_rows
+    close_batch(conn, batch_id)
     # One upsert at a time per database (an advisory lock, across processes): two at once contend
     # on the same index pages and WAL (measured: 39 s of upsert time for 874k rows in parallel,
     # 26 s one after the other), while reading, flattening and staging the next batch overlap
     # the current write.
     return apply_batch(conn, load_id=load_id, counts=plan.counts)
+
+
+def fetch_within_budget(
+    store: ObjectStore, keys: Sequence[str], *, max_bytes: int, alone_bytes: int
+) -> list[LandedFile]:
+    """Fetch `keys` in order while the bodies fit in `max_bytes` (always at least one).
+
+    A body of `alone_bytes` or more is loaded alone: first in line, it is the whole batch;
+    later, the batch stops before it (it stays pending, first in line for the next batch).
+    Parsing and flattening cost a multiple of the bytes read (about 25x for a large JSON
+    body), so this bound, not the file count, is what bounds a batch's memory. Reads go in
+    doubling chunks (1, 2, 4 ... 64 keys, fewer when the budget left is small), so a run of
+    large bodies is never read all at once and small ones are still read in bulk.
+    """
+    files: list[LandedFile] = []
+    total = largest = 0
+    start = 0
+    while start < len(keys):
+        room = (max_bytes - total) // max(largest, 1)
+        step = max(1, min(64, len(files) + 1, room))
+        for f in fetch_objects(store, keys[start : start + step]):
+            size = len(f.body)
+            if files and (size >= alone_bytes or total + size > max_bytes):
+                return files
+            files.append(f)
+            total += size
+            largest = max(largest, size)
+            if size >= alone_bytes:
+                return files
+        start += step
+    return files
+
+
+def _next_group(keys: list[str], attempts: dict[str, Attempts], *, limit: int) -> list[str]:
+    """The claimed files this batch loads: all of them, unless some have failed attempts.
+
+    Then only the first of those, with the ones after it that failed as often, in a group of
+    limit / 4^attempts files (at least 1): a file that kills its batch is alone within a few
+    runs, and the files that were only its neighbours load on the way there.
+    """
+    suspects = [k for k in keys if k in attempts]
+    if not suspects:
+        return keys
+    first = attempts[suspects[0]].total
+    size = max(1, limit // 4**first)
+    return [k for k in suspects if attempts[k].total >= first][:size]
+
+
+def _set_aside_reason(key: str, attempts: Attempts) -> str:
+    return (
+        f"{key}: set aside after {attempts.total} runs died or failed while loading it "
+        f"({attempts.alone} of them with this file alone, e.g. out of memory or killed); "
+        "the body is kept in the store: replay it after a fix"
+    )

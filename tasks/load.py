@@ -14,31 +14,42 @@ import pyarrow as pa
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
 from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
-from warehouse.postgres import Connection, one_row
+from warehouse.postgres import Connection
 
 UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock of the upsert
 """Upserts take this transaction-scoped advisory lock: one at a time per database, across
 processes and machines (two at once contend on the same index pages and WAL)."""
 
-_UPSERT = """
-WITH upserted AS (
-    INSERT INTO public.biometric_events AS t ({columns})
-    SELECT {values}
-    FROM pg_temp.bb_stage  -- already in key order (dedupe_newest): no sort here (~5% faster)
-    ON CONFLICT ({key}) DO UPDATE
-    SET value = EXCLUDED.value, unit = EXCLUDED.unit, metadata = EXCLUDED.metadata,
-        received_at = EXCLUDED.received_at, source_key = EXCLUDED.source_key,
-        record_index = EXCLUDED.record_index, load_id = EXCLUDED.load_id
-    WHERE (EXCLUDED.received_at, EXCLUDED.source_key)
-        > (coalesce(t.received_at, '-infinity'::timestamptz), coalesce(t.source_key, ''))
-    RETURNING (xmax = 0) AS inserted
+_COLUMNS = column_list(STAGED_ROW)
+_VALUES = column_list(STAGED_ROW, casts=True, prefix="s.")
+_KEY_MATCH = " AND ".join(
+    f't."{c}" = s."{c}"' if c == "timestamp" else f"t.{c} = s.{c}" for c in KEY_COLUMNS
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-""".format(  # noqa: S608 - column names from our own contract, not input
-    columns=column_list(STAGED_ROW),
-    values=column_list(STAGED_ROW, casts=True),
-    key=", ".join(f'"{c}"' if c == "timestamp" else c for c in KEY_COLUMNS),
-)
+
+# The write is two statements instead of one INSERT ... ON CONFLICT DO UPDATE. First every
+# staged row whose key is absent is inserted (ON CONFLICT DO NOTHING: a conflict neither locks
+# nor writes the existing row). Only when some rows conflicted, those existing rows are updated
+# where the delivery is newer; the rows this batch just inserted compare equal, so they stay.
+# A first load (the common case) thus never runs the update, and a reload only probes the
+# index (DO UPDATE ... WHERE false still locks, so writes, every conflicting row). Both run
+# under UPSERT_LOCK, which every loader takes, so no other loader's row appears in between.
+_INSERT = f"""
+INSERT INTO public.biometric_events ({_COLUMNS})
+SELECT {_VALUES}
+FROM pg_temp.bb_stage AS s  -- already in key order (dedupe_newest): no sort here (~5% faster)
+ON CONFLICT ({", ".join(f'"{c}"' if c == "timestamp" else c for c in KEY_COLUMNS)}) DO NOTHING
+"""  # noqa: S608 - column names from our own contract, not input
+
+_UPDATE = f"""
+UPDATE public.biometric_events AS t
+SET value = s.value, unit = s.unit, metadata = s.metadata::jsonb,
+    received_at = s.received_at, source_key = s.source_key,
+    record_index = s.record_index, load_id = s.load_id
+FROM pg_temp.bb_stage AS s
+WHERE {_KEY_MATCH}
+  AND (s.received_at, s.source_key)
+      > (coalesce(t.received_at, '-infinity'::timestamptz), coalesce(t.source_key, ''))
+"""  # noqa: S608 - column names from our own contract, not input
 
 _QUARANTINE = f"""
 INSERT INTO biobridge.quarantine ({column_list(QUARANTINE_ENTRY)})
@@ -98,16 +109,25 @@ def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCo
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
-        cur.execute(_UPSERT)
-        inserted, updated = (int(n) for n in one_row(cur))
+        cur.execute(_INSERT)
+        inserted = int(cur.rowcount)
+        updated = 0
+        if inserted < counts.rows_staged:
+            cur.execute(_UPDATE)
+            updated = int(cur.rowcount)
         cur.execute(_QUARANTINE)
         cur.execute(_LEDGER, (load_id,))
-        cur.execute("SELECT count(*) FROM pg_temp.bb_stage")
-        (staged,) = one_row(cur)
-        counts.rows_staged = int(staged)
         counts.rows_inserted = inserted
         counts.rows_updated = updated
         counts.rows_unchanged = counts.rows_staged - inserted - updated
+        cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
+    conn.commit()
+    return counts
+
+
+def apply_empty(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCounts:
+    """Add a batch's counts that wrote no rows (files set aside) to the load; then commit."""
+    with conn.cursor() as cur:
         cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
     conn.commit()
     return counts

@@ -136,7 +136,9 @@ def fetch_notifications(*, load_id: int, vendors: Sequence[str]) -> FetchCounts:
 def load_batch(*, load_id: int, spec: BatchSpec) -> LoadCounts | None:
     """Claim up to spec.limit pending files and load them in one transaction."""
     with connect(database_url()) as conn:
-        counts = process_batch(conn, landing_store(), load_id=load_id, spec=spec)
+        counts = process_batch(
+            conn, landing_store(), load_id=load_id, spec=spec, url=database_url()
+        )
     if counts is not None:
         get_run_logger().info("batch: %s", counts.summary())
     return counts

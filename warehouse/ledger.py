@@ -213,3 +213,95 @@ def requeue(
         (count,) = one_row(cur)
     conn.commit()
     return int(count)
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """How often a pending file was in a batch that never committed (its run died or failed)."""
+
+    total: int = 0
+    alone: int = 0  # of those, batches that held this file only
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """A text[] literal (every element quoted: keys may hold characters arrays treat specially)."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+def failed_attempts(conn: Connection, keys: Sequence[str]) -> dict[str, Attempts]:
+    """Attempts of the claimed `keys` that have any: the open batches left behind that hold them.
+
+    Rows of batches in flight elsewhere never hold these keys: this transaction locks them.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            # A hash join of the two key lists: `&&` and `= ANY` compare every pair.
+            "SELECT k, count(*), count(*) FILTER (WHERE cardinality(b.object_keys) = 1) "
+            "FROM biobridge.open_batches AS b CROSS JOIN LATERAL unnest(b.object_keys) AS k "
+            "JOIN unnest($1::text[]) AS c (key) ON c.key = k GROUP BY k",
+            (_text_array(keys),),
+        )
+        rows = cur.fetchall()
+    return {k: Attempts(int(total), int(alone)) for k, total, alone in rows}
+
+
+def open_batch(url: Dsn, *, load_id: int, keys: Sequence[str]) -> int:
+    """Record, committed at once on a connection of its own, that a batch of `keys` starts.
+
+    If the process dies before the batch commits (which deletes this row: `close_batch`), the
+    row stays and counts as one failed attempt of each of its files.
+    """
+    from warehouse.postgres import connect
+
+    with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO biobridge.open_batches (load_id, object_keys) VALUES ($1, $2::text[]) "
+            "RETURNING batch_id",
+            (load_id, _text_array(keys)),
+        )
+        (batch_id,) = one_row(cur)
+    return int(batch_id)
+
+
+def close_batch(conn: Connection, batch_id: int) -> None:
+    """In the batch's own transaction: it commits, so it is no failed attempt."""
+    with conn.cursor() as cur:
+        # Also forget failed batches none of whose files is pending any more (they loaded in a
+        # later, smaller batch): the table keeps only what can still count as an attempt.
+        # Batches in flight elsewhere hold pending files, so they are never removed here.
+        cur.execute(
+            "DELETE FROM biobridge.open_batches AS b WHERE b.batch_id = $1 OR NOT EXISTS ("
+            "SELECT FROM unnest(b.object_keys) AS k JOIN biobridge.landed_files AS f "
+            "ON f.object_key = k WHERE f.state = 'pending')",
+            (batch_id,),
+        )
+
+
+def set_aside(conn: Connection, *, load_id: int, poisoned: dict[str, str]) -> None:
+    """Quarantine files that keep killing or failing runs, with the reason; never read again.
+
+    Their failed attempts are forgotten, so a `replay` after a fix starts them afresh; other
+    files of those batches lose that attempt too (they were innocent or are retried anyway).
+    """
+    keys = list(poisoned)
+    reasons = [poisoned[k] for k in keys]
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO biobridge.quarantine (object_key, field, reason, expected, found, "
+            "raw_excerpt, load_id) SELECT k, '<file>', r, 'a file a run can load', "
+            "'runs died or failed while loading it', NULL, $3 "
+            "FROM unnest($1::text[], $2::text[]) AS u(k, r)",
+            (_text_array(keys), _text_array(reasons), load_id),
+        )
+        cur.execute(
+            "UPDATE biobridge.landed_files AS f SET state = 'quarantined', load_id = $3, "
+            "loaded_at = now(), rows_loaded = 0, records_quarantined = 0, "
+            "attempts = f.attempts + 1, last_error = u.r "
+            "FROM unnest($1::text[], $2::text[]) AS u(k, r) WHERE f.object_key = u.k",
+            (_text_array(keys), _text_array(reasons), load_id),
+        )
+        cur.execute(
+            "DELETE FROM biobridge.open_batches WHERE object_keys && $1::text[]",
+            (_text_array(keys),),
+        )
