@@ -21,6 +21,7 @@ from prefect.states import Completed
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
 from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
+from flows.trends import publish_trends
 from flows.version import code_version
 from landing.keys import VENDORS
 from schemas.loads import LOAD_TOTALS, LoadCounts, LoadRecord
@@ -164,6 +165,7 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
                 raise signalled from None  # the run ends Crashed/Cancelled, not Failed
             raise
         load, found = close_and_report(steps, load_id, counts, discovered, error=None)
+    publish_trends()  # the ingest-trends artifact; never raises
     return final_state(load, found)
 
 
