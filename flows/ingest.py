@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
+from flows.alerts import emit_run_events
 from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
 from flows.trends import publish_trends
 from flows.version import code_version
@@ -166,6 +167,7 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
             raise
         load, found = close_and_report(steps, load_id, counts, discovered, error=None)
     publish_trends()  # the ingest-trends artifact; never raises
+    emit_run_events(load)  # events the automations watch; never raises
     return final_state(load, found)
 
 
