@@ -385,7 +385,7 @@ EXAMPLES = {
     "verify": "biobridge verify --from 2026-11-01T00:00Z --json | head",
     "health": "biobridge health --json",
     "metrics": "biobridge metrics --port 9464",
-    "automations": "PREFECT_API_URL=http://127.0.0.1:4200/api biobridge automations install",
+    "automations": "biobridge automations install",
     "tokens": "biobridge tokens issue --user u123\n  biobridge tokens list --vendor oura",
     "connect": "biobridge connect oura --user u123",
     "db": "biobridge db\n  biobridge db --psql\n  biobridge db start",

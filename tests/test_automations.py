@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from deployments.automations import declared_automations, install_automations
 from flows.alerts import QUARANTINE_RATE, SUCCEEDED, VENDOR_DELIVERED
 from tasks.settings import PipelineSettings
@@ -81,3 +83,20 @@ def test_ingest_emits_events_and_quarantine_automation_fires(pipeline: Pipeline)
     assert any(
         "quarantine rate" in (e.resource.get("prefect.resource.name") or "") for e in fired
     ), [e.resource for e in fired]
+
+
+def test_cli_installs_on_the_server_in_use_or_says_there_is_none(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from deployments.cli import main
+
+    api = PREFECT_API_URL.value()
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["automations", "install"]) != 0
+    assert "no Prefect server to install into" in capsys.readouterr().err
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    assert main(["automations", "install"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("biobridge: ") == 4 and "vendor stopped sending" in out
