@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from deployments.automations import declared_automations, install_automations
-from flows.alerts import QUARANTINE_RATE, SUCCEEDED, VENDOR_DELIVERED
+from flows.alerts import BACKLOG_STALE, QUARANTINE_RATE, SUCCEEDED, VENDOR_DELIVERED
 from tasks.settings import PipelineSettings
 from tests.pipeline import Pipeline
 from tests.test_ingest import generic_body, land_raw
@@ -100,3 +100,23 @@ def test_cli_installs_on_the_server_in_use_or_says_there_is_none(
     assert main(["automations", "install"]) == 0
     out = capsys.readouterr().out
     assert out.count("biobridge: ") == 4 and "vendor stopped sending" in out
+
+
+def test_old_backlog_emits_the_stale_event_and_its_automation_fires(pipeline: Pipeline) -> None:
+    from tests.test_verify import land_at
+    from warehouse.ledger import record_discovered
+    from warehouse.postgres import connect
+
+    install_automations(PipelineSettings())
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    old = land_at(pipeline, "whoop", generic_body("u_late"), datetime.now(UTC) - timedelta(hours=2))
+    with connect(pipeline.db_url) as conn:
+        assert record_discovered(conn, [old]) == 1
+    assert pipeline.post("oura", generic_body("u_on_time")).status_code == 202
+    assert pipeline.ingest(vendors=["oura"]).is_completed()  # the whoop file stays pending
+
+    (stale,) = wait_for_events([BACKLOG_STALE], since, count=1)
+    assert stale.payload["pending"] == 1 and stale.payload["oldest_age_s"] > 7000
+    assert events_named([QUARANTINE_RATE], since) == []  # nothing was quarantined
+    fired = wait_for_events(["prefect.automation.triggered"], since, count=1)
+    assert any("backlog" in (e.resource.get("prefect.resource.name") or "") for e in fired)
