@@ -189,6 +189,44 @@ def format_health(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Serve the pipeline's Prometheus metrics on /metrics, queried from Postgres per scrape."""
+    import time
+
+    from ops.metrics import serve_metrics
+    from tasks.runtime import database_url
+
+    server, _thread = serve_metrics(database_url, host=args.host, port=args.port)
+    print(f"biobridge metrics on http://{args.host}:{args.port}/metrics (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def cmd_automations(args: argparse.Namespace) -> int:
+    """Install (create or update) the alerting automations on the Prefect server in use."""
+    from deployments.automations import install_automations
+    from deployments.prefect_env import configure_prefect_env
+    from deployments.run import RunError, stack_api_url
+    from tasks.settings import get_pipeline_settings
+
+    configure_prefect_env(get_settings().data_dir)
+    api = stack_api_url()
+    if api is None:
+        raise RunError(
+            "no Prefect server to install into: start `biobridge up`, or set PREFECT_API_URL"
+        )
+    os.environ["PREFECT_API_URL"] = api
+    for name, what in install_automations(get_pipeline_settings()):
+        print(f"{what}: {name}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole stack: Postgres, Prefect server + UI, the receiver, the scheduled ingest."""
     from deployments.stack import run_stack
@@ -347,6 +385,8 @@ EXAMPLES = {
     "demo": "biobridge demo --receiver-url http://127.0.0.1:8000",
     "verify": "biobridge verify --from 2026-11-01T00:00Z --json | head",
     "health": "biobridge health --json",
+    "metrics": "biobridge metrics --port 9464",
+    "automations": "biobridge automations install",
     "tokens": "biobridge tokens issue --user u123\n  biobridge tokens list --vendor oura",
     "connect": "biobridge connect oura --user u123",
     "db": "biobridge db\n  biobridge db --psql\n  biobridge db start",
@@ -439,6 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a landed file may wait (default BIOBRIDGE_HEALTH_MAX_PENDING_AGE_S or 900)",
     )
     h.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    m = _sub(sub, "metrics", cmd_metrics)
+    m.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    m.add_argument("--port", type=int, default=9464, help="port (default 9464)")
+
+    a = _sub(sub, "automations", cmd_automations)
+    a.add_argument("action", choices=["install"], help="install: create or update them")
 
     t = _sub(sub, "tokens", cmd_tokens)
     t.add_argument("action", choices=["issue", "list", "revoke"])

@@ -20,7 +20,9 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
+from flows.alerts import emit_run_events
 from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
+from flows.trends import publish_trends
 from flows.version import code_version
 from landing.keys import VENDORS
 from schemas.loads import LOAD_TOTALS, LoadCounts, LoadRecord
@@ -164,6 +166,8 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
                 raise signalled from None  # the run ends Crashed/Cancelled, not Failed
             raise
         load, found = close_and_report(steps, load_id, counts, discovered, error=None)
+    publish_trends()  # the ingest-trends artifact; never raises
+    emit_run_events(load)  # events the automations watch; never raises
     return final_state(load, found)
 
 

@@ -43,6 +43,18 @@ class PipelineSettings(Settings):
     fetch_batch: int = Field(
         default=50, ge=1, le=5000, description="Notifications the fetch stage claims at once."
     )
+    alert_quarantine_rate: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="A run whose share of quarantined files exceeds this emits the alert event.",
+    )
+    alert_no_ingest_s: int = Field(
+        default=1800, ge=60, description="Automation: no successful ingest for this long fires."
+    )
+    alert_vendor_silence_s: int = Field(
+        default=21600, ge=60, description="Automation: a vendor that sent, silent this long."
+    )
 
 
 PIPELINE_ONLY_ENV: tuple[str, ...] = tuple(
