@@ -279,8 +279,6 @@ def sync_folders(folders: set[str]) -> None:
 
 def _load_syncfs() -> Callable[[int], None] | None:
     """syncfs(2) from the C library (it releases the GIL), or None where there is none."""
-    if os.environ.get("BIOBRIDGE_NO_SYNCFS"):  # to exercise the fsync fallback
-        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         fn = libc.syncfs
