@@ -2,7 +2,7 @@
 
     apt-get install -y wrk        # Debian's package; the load generator, in C
     uv run python benchmarks/receiver.py [--seconds 10] [--rounds 3] [--connections 32]
-                                         [--workers 1] [--stack edge|h11]
+                                         [--workers 1] [--stack edge|h11] [--signed]
 
 Each round runs the no-op app, then the receiver (local store, in a temporary folder, with its
 group commit and syncfs), each in a fresh process on the same uvicorn stack, worker count and
@@ -10,7 +10,9 @@ edge limits (`landing.serving`), under `wrk -t2 -c<connections> -d<seconds>s` po
 Oura body. It prints each round, then the medians with the spread (min-max) over the rounds
 and the ratio of the median requests/s, with each server's CPU time per request. `--stack h11`
 serves both with uvicorn's pure-Python h11 parser on asyncio instead (what the receiver ran on
-before uvicorn[standard]).
+before uvicorn[standard]). `--signed` sets an Oura client secret on the receiver and posts the
+Oura notification example with a valid `x-oura-signature` over a timestamp taken at start (the
+default 300 s replay window covers a 3-round run), so every request pays the HMAC check.
 
 A Python load generator on the same two cores caps the no-op app and hides the gap: use wrk.
 
@@ -22,6 +24,7 @@ docs/receiver-durability.md): leave a few minutes between runs, or land elsewher
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -40,9 +43,15 @@ BODY = (
     '"data":{"readiness_score":92,"hrv_balance":75,"body_temperature":0.94,'
     '"resting_heart_rate":54,"respiratory_rate":14.0,"sleep_score":47,"activity_balance":38}}'
 )
+SIGNED_BODY = json.dumps(  # compact, so it fits the wrk script's one-line string
+    json.loads((ROOT / "deployments" / "examples" / "oura_webhook_event.json").read_bytes()),
+    separators=(",", ":"),
+).encode()
+BENCH_SECRET = "bench-only-oura-secret"  # a throwaway key for this benchmark
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%s
 wrk.body = '%s'
 done = function(summary, latency, requests)
   io.write(string.format(
@@ -67,6 +76,22 @@ async def noop_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
     await send({"type": "http.response.start", "status": 202, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+def lua_script(*, signed: bool) -> str:
+    """The wrk script: the generic body, or an Oura notification signed now."""
+    if not signed:
+        return LUA % ("", BODY)
+    import hashlib
+    import hmac
+
+    stamp = str(int(time.time()))
+    mac = hmac.new(BENCH_SECRET.encode(), stamp.encode() + SIGNED_BODY, hashlib.sha256)
+    headers = (
+        f'wrk.headers["x-oura-timestamp"] = "{stamp}"\n'
+        f'wrk.headers["x-oura-signature"] = "{mac.hexdigest().upper()}"'
+    )
+    return LUA % (headers, SIGNED_BODY.decode())
 
 
 def serve(target: str, port: int, folder: str, workers: int, stack: str) -> None:
@@ -112,6 +137,8 @@ def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> 
         "--workers", str(args.workers), "--stack", args.stack,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if args.signed:
+        env["BIOBRIDGE_OURA_CLIENT_SECRET"] = BENCH_SECRET
     proc = subprocess.Popen(
         cmd,
         env=env,
@@ -195,6 +222,9 @@ def main() -> None:
     parser.add_argument("--serve", choices=["receiver", "noop"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help="folder for the landed files (default: the temp folder)")
+    parser.add_argument(
+        "--signed", action="store_true", help="post a signed Oura notification (secret set)"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.dir, args.workers, args.stack)
@@ -205,12 +235,13 @@ def main() -> None:
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {args.rounds} rounds, "
         f"{args.workers} worker(s), stack {args.stack}, {os.cpu_count()} CPUs, "
-        f"{len(BODY)}-byte body"
+        f"{len(SIGNED_BODY if args.signed else BODY)}-byte body"
+        + (", Oura-signed" if args.signed else "")
     )
     runs: dict[str, list[dict[str, float]]] = {"noop": [], "receiver": []}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(LUA % BODY)
+        script.write_text(lua_script(signed=args.signed))
         for r in range(1, args.rounds + 1):
             for target in ("noop", "receiver"):
                 res = one_run(target, args, script, Path(tmp))
