@@ -113,3 +113,13 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The one exception: a batch's in-flight marker (biobridge.open_batches, migration 0006) is
+-- deleted by the loader in the transaction that commits the batch; it holds no data.
+DO $$
+BEGIN
+    IF to_regclass('biobridge.open_batches') IS NOT NULL THEN
+        GRANT DELETE ON biobridge.open_batches TO biobridge_loader;
+    END IF;
+END
+$$;
