@@ -235,7 +235,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Post the example payloads, run one ingest and print what landed per vendor and metric."""
+    """Post the example payloads, fetch the pointer vendors' documents from a local fake vendor
+    API, ingest and print what landed per vendor and metric."""
     from deployments.demo import run_demo
 
     return run_demo(receiver_url=args.receiver_url)

@@ -75,8 +75,11 @@ def run_ingest(
     replay_states: Sequence[str],
     batch_files: int,
     workers: int,
+    here: bool = False,
 ) -> int:
-    """Run the flow once; 0 when it completed, 1 when it failed (the reason is printed)."""
+    """Run the flow once; 0 when it completed, 1 when it failed (the reason is printed).
+    `here` runs it in this process even when `biobridge up` serves the deployment (the demo's
+    settings point at its fake vendor API, which the served process does not know)."""
     configure_prefect_env(get_settings().data_dir)
     api = stack_api_url()
     if api:
@@ -104,7 +107,7 @@ def run_ingest(
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise RunError(f"invalid ingest options: {reasons}") from None
-    if api and deployment_served(api):
+    if api and not here and deployment_served(api):
         return submit(params.model_dump(mode="json"), api=api)
     return run_here(params, api=api)
 
