@@ -21,11 +21,13 @@ from schemas.staging import FILE_RESULT, QUARANTINE_ENTRY, STAGED_ROW
 from tasks.flatten import Flattened, FlattenInput, Issue, flatten_many, is_pointer, resource_of
 from tasks.load import apply_batch, apply_empty, dedupe_newest, stage_batch
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
+from tasks.retry import is_retryable
 from tasks.runtime import database_url
 from warehouse.ledger import (
     Attempts,
     claim_pending,
     close_batch,
+    discard_batch,
     failed_attempts,
     open_batch,
     set_aside,
@@ -341,16 +343,26 @@ def process_batch(
         return apply_empty(conn, load_id=load_id, counts=counts)
     keys = _next_group(keys, attempts, limit=spec.limit)
     files = fetch_within_budget(store, keys, max_bytes=spec.max_bytes, alone_bytes=spec.alone_bytes)
-    batch_id = open_batch(url or database_url(), load_id=load_id, keys=[f.key for f in files])
-    plan = plan_batch(files, load_id=load_id)
-    stage_batch(conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results)
-    plan.counts.rows_staged = plan.stage.num_rows
-    close_batch(conn, batch_id)
-    # One upsert at a time per database (an advisory lock, across processes): two at once contend
-    # on the same index pages and WAL (measured: 39 s of upsert time for 874k rows in parallel,
-    # 26 s one after the other), while reading, flattening and staging the next batch overlap
-    # the current write.
-    return apply_batch(conn, load_id=load_id, counts=plan.counts)
+    dsn = url or database_url()
+    batch_id = open_batch(dsn, load_id=load_id, keys=[f.key for f in files])
+    try:
+        plan = plan_batch(files, load_id=load_id)
+        stage_batch(
+            conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
+        )
+        plan.counts.rows_staged = plan.stage.num_rows
+        close_batch(conn, batch_id)
+        # One upsert at a time per database (an advisory lock, across processes): two at once
+        # contend on the same index pages and WAL (measured: 39 s of upsert time for 874k rows
+        # in parallel, 26 s one after the other), while reading, flattening and staging the
+        # next batch overlap the current write.
+        return apply_batch(conn, load_id=load_id, counts=plan.counts)
+    except Exception as exc:
+        # A lost connection or a store outage says nothing about the files: it must not count
+        # as an attempt (the task retries it), or repeated outages would set good files aside.
+        if is_retryable(exc):
+            discard_batch(dsn, batch_id)
+        raise
 
 
 def fetch_within_budget(

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from landing.keys import KeyParts, parse_key
 from schemas.loads import LoadRecord
-from warehouse.postgres import Connection, Dsn, one_row
+from warehouse.postgres import Connection, Dsn, is_transient, one_row
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,26 @@ def open_batch(url: Dsn, *, load_id: int, keys: Sequence[str]) -> int:
         )
         (batch_id,) = one_row(cur)
     return int(batch_id)
+
+
+def discard_batch(url: Dsn, batch_id: int, *, tries: int = 5, pause_s: float = 0.2) -> bool:
+    """Forget the record of a batch that failed for a transient reason (a lost connection, a
+    store outage): that is no attempt against its files. Best effort, on a connection of its
+    own; False when the database stayed unreachable (the record then counts as one attempt)."""
+    import time
+
+    from warehouse.postgres import connect
+
+    for attempt in range(tries):
+        try:
+            with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute("DELETE FROM biobridge.open_batches WHERE batch_id = $1", (batch_id,))
+            return True
+        except Exception as exc:  # noqa: BLE001 - only transient failures are retried here
+            if not is_transient(exc) or attempt == tries - 1:
+                return False
+            time.sleep(pause_s)
+    return False
 
 
 def close_batch(conn: Connection, batch_id: int) -> None:
