@@ -262,8 +262,8 @@ class VendorClient:
             auth = httpx.BasicAuth(client_id, secret)
         else:
             form = {**form, "client_id": client_id, "client_secret": secret}
-        if facts.token_action:
-            form = {"action": facts.token_action, **form}
+        if facts.grant_action:
+            form = {"action": facts.grant_action, **form}
         response = self._send("POST", self.api.token_url, data=form, auth=auth)
         body = _json(response)
         if response.status_code in (400, 401) and _is_invalid_grant(body):

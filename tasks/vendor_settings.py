@@ -45,7 +45,7 @@ class VendorFacts:
     refreshable: bool  # Polar issues long-lived tokens without a refresh token
     refresh_scope: str | None  # WHOOP wants scope=offline on a refresh
     state_length: int | None  # WHOOP requires an 8-character state
-    token_action: str | None  # Withings: action=requesttoken on every token call
+    grant_action: str | None  # Withings: action=requesttoken on every token call
     status_in_body: bool  # Withings: HTTP 200 with a non-zero body `status` on errors
     rate_limits: tuple[RateLimit, ...]  # for Prefect concurrency/rate limits in the fetch stage
 
@@ -59,7 +59,7 @@ FACTS: dict[str, VendorFacts] = {
         refreshable=True,
         refresh_scope=None,
         state_length=None,
-        token_action=None,
+        grant_action=None,
         status_in_body=False,
         rate_limits=(RateLimit(5000, 300, "user"),),  # third-party figure; Oura sends Retry-After
     ),
@@ -78,7 +78,7 @@ FACTS: dict[str, VendorFacts] = {
         refreshable=True,
         refresh_scope="offline",
         state_length=8,
-        token_action=None,
+        grant_action=None,
         status_in_body=False,
         rate_limits=(RateLimit(100, 60, "app"), RateLimit(10_000, 86_400, "app")),
     ),
@@ -90,7 +90,7 @@ FACTS: dict[str, VendorFacts] = {
         refreshable=True,
         refresh_scope=None,
         state_length=None,
-        token_action=None,
+        grant_action=None,
         status_in_body=False,
         rate_limits=(RateLimit(150, 3600, "user"),),  # resets at the top of the hour
     ),
@@ -102,7 +102,7 @@ FACTS: dict[str, VendorFacts] = {
         refreshable=True,
         refresh_scope=None,
         state_length=None,
-        token_action="requesttoken",  # noqa: S106 - an action name, not a secret
+        grant_action="requesttoken",  # Withings names its token calls by action
         status_in_body=True,
         rate_limits=(RateLimit(120, 60, "app"),),
     ),
@@ -114,7 +114,7 @@ FACTS: dict[str, VendorFacts] = {
         refreshable=False,
         refresh_scope=None,
         state_length=None,
-        token_action=None,
+        grant_action=None,
         status_in_body=False,
         rate_limits=(
             RateLimit(500, 900, "app"),
