@@ -3,12 +3,8 @@ vendors' signatures, users connected through `biobridge connect`'s flow, signed 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +14,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from deployments.demo import sign
 from deployments.fake_vendor_api import EXAMPLES, FakeVendorApi, start_fake_vendor_api
 from ops.connect import connect_user
 from tasks.settings import PipelineSettings
@@ -65,32 +62,6 @@ class FetchSetup:
         answer = self.pipeline.post(vendor, body, **headers)
         assert answer.status_code in (200, 202), answer.text  # 200: a handshake (Polar PING)
         return answer
-
-
-def sign(vendor: str, secret: str, body: bytes) -> dict[str, str]:
-    """Headers a vendor sends with `body` (as tests/test_signatures.py computes them)."""
-    key = secret.encode()
-    if vendor == "oura":
-        stamp = str(int(time.time()))
-        sig = hmac.new(key, stamp.encode() + body, hashlib.sha256).hexdigest().upper()
-        return {"x-oura-timestamp": stamp, "x-oura-signature": sig}
-    if vendor == "whoop":
-        stamp = str(int(time.time() * 1000))
-        digest = hmac.new(key, stamp.encode() + body, hashlib.sha256).digest()
-        return {
-            "X-WHOOP-Signature-Timestamp": stamp,
-            "X-WHOOP-Signature": base64.b64encode(digest).decode(),
-        }
-    if vendor == "fitbit":
-        digest = hmac.new(key + b"&", body, hashlib.sha1).digest()
-        return {"X-Fitbit-Signature": base64.b64encode(digest).decode()}
-    if vendor == "polar":
-        event = json.loads(body).get("event", "")
-        return {
-            "Polar-Webhook-Signature": hmac.new(key, body, hashlib.sha256).hexdigest(),
-            "Polar-Webhook-Event": event,
-        }
-    return {}
 
 
 def example(name: str) -> Any:
