@@ -370,6 +370,32 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Where a row came from, what a landed object produced, what a load did: `<row id>`,
+    `<object key>` or `load:<id>`."""
+    from ops.api import lineage
+    from ops.lineage import LineageError, render
+
+    try:
+        found = lineage(args.target, ui_url=_prefect_ui_url(), limit=args.limit)
+    except LineageError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(found, indent=2, default=str) if args.json else render(found))
+    return 0
+
+
+def _prefect_ui_url() -> str:
+    """The Prefect UI flow-run links point at: PREFECT_API_URL's, the running stack's, or the
+    one `biobridge up` serves by default."""
+    from deployments.stack import read_stack_file
+
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url.rstrip("/").removesuffix("/api")
+    info = read_stack_file(get_settings().data_dir)
+    api = "http://127.0.0.1:4200/api" if info is None else str(info["api_url"])
+    return api.removesuffix("/api")
+
+
 class CliError(RuntimeError):
     """A mistake the user can fix; printed as one line."""
 
@@ -391,6 +417,10 @@ EXAMPLES = {
     "tokens": "biobridge tokens issue --user u123\n  biobridge tokens list --vendor oura",
     "connect": "biobridge connect oura --user u123",
     "db": "biobridge db\n  biobridge db --psql\n  biobridge db start",
+    "lineage": (
+        "biobridge lineage 123\n  biobridge lineage raw/oura/dt=2026-11-01/hour=09/<id>.json\n"
+        "  biobridge lineage load:7 --json"
+    ),
     "quarantine": (
         "biobridge quarantine list --vendor oura\n"
         "  biobridge quarantine show raw/oura/dt=2026-11-01/hour=09/<id>.json"
@@ -521,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--vendor", choices=VENDORS, help="list: only this vendor")
     q.add_argument("--load", type=int, help="list: only files of this load id")
     q.add_argument("--limit", type=int, default=50, help="list: files shown (default 50)")
+
+    g = _sub(sub, "lineage", cmd_lineage)
+    g.add_argument("target", help="a row id (123), a landed object key (raw/...) or load:<id>")
+    g.add_argument("--json", action="store_true", help="print the answer as JSON")
+    g.add_argument("--limit", type=int, default=50, help="rows or objects listed (default 50)")
     return p
 
 
