@@ -71,6 +71,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         replay_states=args.state or ["quarantined"],
         batch_files=args.batch_files,
         workers=args.workers,
+        chunk_hours=args.chunk_hours,
+        chunk_parallel=args.chunk_parallel,
     )
 
 
@@ -406,7 +408,9 @@ EXAMPLES = {
     "ingest": (
         "biobridge ingest\n"
         "  biobridge ingest --mode backfill --from 2026-11-01T00:00Z --until 2026-11-02T00:00Z "
-        "--vendor garmin\n  biobridge ingest --mode replay --state quarantined"
+        "--vendor garmin\n  biobridge ingest --mode replay --state quarantined\n"
+        "  biobridge ingest --mode replay --state loaded --from 2026-10-01T00:00Z "
+        "--until 2026-11-01T00:00Z --chunk-hours 24"
     ),
     "up": "biobridge up --interval 60",
     "demo": "biobridge demo --receiver-url http://127.0.0.1:8000",
@@ -480,6 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--batch-files", type=int, default=2000, help="files per transaction")
     i.add_argument("--workers", type=int, default=2, help="batches loaded in parallel")
+    i.add_argument(
+        "--chunk-hours",
+        type=int,
+        default=None,
+        help="backfill/replay: split the window into chunks of N hours per vendor (24: per day), "
+        "run --chunk-parallel at a time with a progress bar; the same command again resumes "
+        "after Ctrl-C or a crash",
+    )
+    i.add_argument(
+        "--chunk-parallel", type=int, default=2, help="chunks loaded in parallel (default 2)"
+    )
 
     u = _sub(sub, "up", cmd_up)
     u.add_argument(
