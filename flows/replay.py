@@ -15,7 +15,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed, wait
 
 from schemas.loads import LoadCounts
-from tasks.replay import STOPPING, ChunkResult
+from tasks.replay import ChunkResult, request_stop
 from tasks.runtime import database_url
 from warehouse.postgres import connect
 from warehouse.replay import ReplayRun, finish_run_if_done, run_progress
@@ -41,7 +41,6 @@ def run_chunked(
     start, end, hours = params.received_from, params.received_until, params.chunk_hours
     if start is None or end is None or hours is None:
         raise ValueError("a chunked run needs received_from, received_until and chunk_hours")
-    STOPPING.clear()
     run: ReplayRun = steps.open_replay_run(
         mode=params.mode,
         vendors=params.vendors,
@@ -70,7 +69,7 @@ def run_chunked(
             in_flight.append(submit())
     except BaseException:
         stopping = True
-        STOPPING.set()  # chunks in flight stop after their current batch, not done
+        request_stop(load_id)  # chunks in flight stop after their current batch, not done
         wait(in_flight, timeout=stop_grace_s)
         raise
     finally:

@@ -23,6 +23,8 @@ ROW_FIELDS = (
     'id, user_id, device_type, metric_type, value, unit, "timestamp", received_at, '
     "source_key, record_index, load_id, deleted_at"
 )
+"""What an object's answer lists of each of its rows (a row's own answer has every column but
+`raw_data`, so columns added later show up)."""
 
 
 class LineageError(LookupError):
@@ -117,8 +119,7 @@ def row_lineage(
     """A row's object, delivery, kept headers, load, flow run and code version."""
     row = _one(
         conn,
-        f"SELECT to_jsonb(e)::text FROM (SELECT {ROW_FIELDS} FROM public.biometric_events "  # noqa: S608 - fixed columns
-        "WHERE id = $1) AS e",
+        "SELECT (to_jsonb(e) - 'raw_data')::text FROM public.biometric_events AS e WHERE id = $1",
         (row_id,),
     )
     if row is None:
@@ -142,7 +143,8 @@ def row_lineage(
         "delivery": _delivery(store, key) if key else None,
         "pointer": _pointer(conn, key) if key else None,
         "load": load,
-        "code_version": None if load is None else load.get("code_version"),
+        # The version that derived the row when the table records it, else its load's.
+        "code_version": row.get("code_version") or (load or {}).get("code_version"),
     }
 
 
@@ -309,7 +311,9 @@ def render(answer: dict[str, Any]) -> str:
                 f"state {obj['state']}"
             )
         lines += _headers(answer["delivery"]) + _pointer_lines(answer["pointer"])
-        return "\n".join(lines + _load_lines(answer["load"]))
+        lines += _load_lines(answer["load"])
+        lines = [x for x in lines if not x.startswith("  code ")]
+        return "\n".join([*lines, f"  code       {answer['code_version']}"])
     if kind == "object":
         obj = answer["object"]
         lines = [

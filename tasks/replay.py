@@ -24,8 +24,21 @@ from warehouse.ledger import requeue
 from warehouse.postgres import Dsn, connect
 from warehouse.replay import Chunk, ReplayRun, claim_chunk, finish_chunk
 
-STOPPING = threading.Event()
-"""Set when the run is stopping (Ctrl-C, cancellation): chunks stop between batches, not done."""
+_stopping: set[int] = set()
+_lock = threading.Lock()
+
+
+def request_stop(load_id: int) -> None:
+    """The run of `load_id` is stopping (Ctrl-C, cancellation): its chunks stop after their
+    current batch and stay not done. Other runs in this process (`biobridge up`) go on."""
+    with _lock:
+        _stopping.add(load_id)
+
+
+def stop_requested(load_id: int) -> bool:
+    """Whether the run of `load_id` is stopping."""
+    with _lock:
+        return load_id in _stopping
 
 
 def plan_chunks(
@@ -104,12 +117,12 @@ def run_chunk(
                 received_from=window[0],
                 received_until=window[1],
             )
-            while not STOPPING.is_set():
+            while not stop_requested(load_id):
                 counts = process_batch(conn, store, load_id=load_id, spec=spec, url=url)
                 if counts is None:
                     break
                 result.counts.add(counts)
-        if STOPPING.is_set():
+        if stop_requested(load_id):
             lock_conn.rollback()  # not done: the same command runs it again
             return result
         finish_chunk(

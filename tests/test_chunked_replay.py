@@ -48,6 +48,79 @@ def test_chunks_cover_the_window_per_vendor() -> None:
     assert render(9, 30) == f"[{'#' * 9}{'.' * 21}]  9/30 chunks"
 
 
+def test_the_deployment_form_offers_chunking_with_defaults_and_descriptions() -> None:
+    from flows.ingest import ingest
+
+    schema = ingest.parameters.model_dump()["definitions"]["IngestParams"]["properties"]
+    assert (
+        schema["chunk_parallel"]["default"] == 2
+        and "parallel" in schema["chunk_parallel"]["description"]
+    )
+    assert "resumes" in schema["chunk_hours"]["description"]
+    assert schema["chunk_hours"]["default"] is None
+
+
+def test_chunked_backfill_shows_progress_and_leaves_files_a_running_ingest_holds(
+    pipeline: Pipeline,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.replay import PROGRESS_KEY
+    from warehouse.postgres import connect
+
+    end = START + timedelta(days=3)
+    keys = [
+        land(
+            pipeline.store,
+            vendor,
+            generic_body(f"u_{vendor}_{day}"),
+            at=START + timedelta(days=day, hours=3),
+        )
+        for day in range(3)
+        for vendor in ("oura", "apple_health")
+    ]
+    held = keys[2]  # a file a running ingest has claimed: in the ledger, pending, row-locked
+    with connect(pipeline.db_url) as ingest_conn, ingest_conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO biobridge.landed_files (object_key, vendor, received_at) "
+            "VALUES ($1, 'oura', $2)",
+            (held, START + timedelta(days=1, hours=3)),
+        )
+        ingest_conn.commit()
+        cur.execute(
+            "SELECT 1 FROM biobridge.landed_files WHERE object_key = $1 FOR UPDATE", (held,)
+        )
+        cur.fetchall()
+        state = pipeline.ingest(
+            mode="backfill", vendors=["oura", "apple_health"], received_from=START,
+            received_until=end, chunk_hours=24, chunk_parallel=3,
+        )  # fmt: skip
+        ingest_conn.rollback()
+    assert state.is_completed(), state.message
+    assert state.result()["files_loaded"] == len(keys) - 1
+    assert (
+        pipeline.scalar("SELECT state FROM biobridge.landed_files WHERE object_key = $1", (held,))
+        == "pending"
+    )
+    assert {row[1:3] for row in chunk_rows(pipeline)} == {("done", 1)}
+    assert len(chunk_rows(pipeline)) == 6  # 3 days x 2 vendors
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[PROGRESS_KEY]))
+        )
+    mine = [a for a in arts if a.flow_run_id == run_id]
+    assert len(mine) == 1 and float(str(mine[0].data)) == 100.0
+    assert "6 of 6 chunks done" in str(mine[0].description)
+
+    # The ingest that held the file loads it, once.
+    assert pipeline.ingest().is_completed()
+    assert pipeline.scalar(
+        "SELECT count(*) FROM biobridge.landed_files WHERE state = 'loaded'"
+    ) == len(keys)
+
+
 def chunk_rows(p: Pipeline) -> list[tuple[object, ...]]:
     return p.query(
         "SELECT chunk_from, state, completions, load_id, finished_at FROM biobridge.replay_chunks "
