@@ -93,7 +93,13 @@ class IngestParams(BaseModel):
         ),
     )
     chunk_parallel: int = Field(
-        default=2, ge=1, le=16, description="Chunked runs: chunks loaded in parallel."
+        default=2,
+        ge=1,
+        le=16,
+        description=(
+            "Chunked runs: chunks loaded in parallel (each loads its batches one after another, "
+            "so workers does not apply)."
+        ),
     )
 
     @model_validator(mode="after")
