@@ -71,6 +71,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         replay_states=args.state or ["quarantined"],
         batch_files=args.batch_files,
         workers=args.workers,
+        chunk_hours=args.chunk_hours,
+        chunk_parallel=args.chunk_parallel,
     )
 
 
@@ -370,6 +372,32 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Where a row came from, what a landed object produced, what a load did: `<row id>`,
+    `<object key>` or `load:<id>`."""
+    from ops.api import lineage
+    from ops.lineage import LineageError, render
+
+    try:
+        found = lineage(args.target, ui_url=_prefect_ui_url(), limit=args.limit)
+    except LineageError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(found, indent=2, default=str) if args.json else render(found))
+    return 0
+
+
+def _prefect_ui_url() -> str:
+    """The Prefect UI flow-run links point at: PREFECT_API_URL's, the running stack's, or the
+    one `biobridge up` serves by default."""
+    from deployments.stack import read_stack_file
+
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url.rstrip("/").removesuffix("/api")
+    info = read_stack_file(get_settings().data_dir)
+    api = "http://127.0.0.1:4200/api" if info is None else str(info["api_url"])
+    return api.removesuffix("/api")
+
+
 class CliError(RuntimeError):
     """A mistake the user can fix; printed as one line."""
 
@@ -380,7 +408,9 @@ EXAMPLES = {
     "ingest": (
         "biobridge ingest\n"
         "  biobridge ingest --mode backfill --from 2026-11-01T00:00Z --until 2026-11-02T00:00Z "
-        "--vendor garmin\n  biobridge ingest --mode replay --state quarantined"
+        "--vendor garmin\n  biobridge ingest --mode replay --state quarantined\n"
+        "  biobridge ingest --mode replay --state loaded --from 2026-10-01T00:00Z "
+        "--until 2026-11-01T00:00Z --chunk-hours 24"
     ),
     "up": "biobridge up --interval 60",
     "demo": "biobridge demo --receiver-url http://127.0.0.1:8000",
@@ -391,6 +421,10 @@ EXAMPLES = {
     "tokens": "biobridge tokens issue --user u123\n  biobridge tokens list --vendor oura",
     "connect": "biobridge connect oura --user u123",
     "db": "biobridge db\n  biobridge db --psql\n  biobridge db start",
+    "lineage": (
+        "biobridge lineage 123\n  biobridge lineage raw/oura/dt=2026-11-01/hour=09/<id>.json\n"
+        "  biobridge lineage load:7 --json"
+    ),
     "quarantine": (
         "biobridge quarantine list --vendor oura\n"
         "  biobridge quarantine show raw/oura/dt=2026-11-01/hour=09/<id>.json"
@@ -450,6 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--batch-files", type=int, default=2000, help="files per transaction")
     i.add_argument("--workers", type=int, default=2, help="batches loaded in parallel")
+    i.add_argument(
+        "--chunk-hours",
+        type=int,
+        default=None,
+        help="backfill/replay: split the window into chunks of N hours per vendor (24: per day), "
+        "run --chunk-parallel at a time with a progress bar; the same command again resumes "
+        "after Ctrl-C or a crash",
+    )
+    i.add_argument(
+        "--chunk-parallel", type=int, default=2, help="chunks loaded in parallel (default 2)"
+    )
 
     u = _sub(sub, "up", cmd_up)
     u.add_argument(
@@ -521,6 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--vendor", choices=VENDORS, help="list: only this vendor")
     q.add_argument("--load", type=int, help="list: only files of this load id")
     q.add_argument("--limit", type=int, default=50, help="list: files shown (default 50)")
+
+    g = _sub(sub, "lineage", cmd_lineage)
+    g.add_argument("target", help="a row id (123), a landed object key (raw/...) or load:<id>")
+    g.add_argument("--json", action="store_true", help="print the answer as JSON")
+    g.add_argument("--limit", type=int, default=50, help="rows or objects listed (default 50)")
     return p
 
 

@@ -75,6 +75,8 @@ def run_ingest(
     replay_states: Sequence[str],
     batch_files: int,
     workers: int,
+    chunk_hours: int | None = None,
+    chunk_parallel: int = 2,
     here: bool = False,
 ) -> int:
     """Run the flow once; 0 when it completed, 1 when it failed (the reason is printed).
@@ -97,6 +99,8 @@ def run_ingest(
             replay_states=list(replay_states),  # type: ignore[arg-type]
             batch_files=batch_files,
             workers=workers,
+            chunk_hours=chunk_hours,
+            chunk_parallel=chunk_parallel,
         )
     except ValidationError as exc:
         reasons = "; ".join(
@@ -104,12 +108,17 @@ def run_ingest(
             .replace("Value error, ", "")
             .replace("received_from", "--from")
             .replace("received_until", "--until")
+            .replace("chunk_hours", "--chunk-hours")
+            .replace("chunk_parallel", "--chunk-parallel")
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise RunError(f"invalid ingest options: {reasons}") from None
-    if api and not here and deployment_served(api):
-        return submit(params.model_dump(mode="json"), api=api)
-    return run_here(params, api=api)
+    from deployments.progress import chunk_progress
+
+    with chunk_progress(params):
+        if api and not here and deployment_served(api):
+            return submit(params.model_dump(mode="json"), api=api)
+        return run_here(params, api=api)
 
 
 def deployment_served(api: str) -> bool:

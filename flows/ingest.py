@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from prefect.states import Completed
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
 from flows.alerts import emit_run_events
+from flows.replay import run_chunked
 from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
 from flows.trends import publish_trends
 from flows.version import code_version
@@ -37,6 +38,8 @@ from warehouse.quarantine import oldest_pending, quarantined_files
 # How long a stopping run waits for its batches in flight before it abandons them (they roll back
 # and their files stay pending): `biobridge up` must stop within a few seconds of Ctrl-C.
 STOP_GRACE_S = 3.0
+MAX_CHUNKS = 20_000
+"""A chunked run's chunks (window / chunk_hours x vendors), at most."""
 
 
 def _known_vendor(name: str) -> str:
@@ -78,11 +81,47 @@ class IngestParams(BaseModel):
     )
     batch_files: int = Field(default=2000, ge=1, le=50_000, description="Files per transaction.")
     workers: int = Field(default=2, ge=1, le=16, description="Batches loaded in parallel.")
+    chunk_hours: int | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 31,
+        description=(
+            "Backfill/replay of a long window: split it into chunks of this many hours per "
+            "vendor (24: a chunk per day and vendor). Chunk state is kept in Postgres: run the "
+            "same parameters again after a stop or crash and it resumes with the chunks not done. "
+            "Needs received_from and received_until."
+        ),
+    )
+    chunk_parallel: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description=(
+            "Chunked runs: chunks loaded in parallel (each loads its batches one after another, "
+            "so workers does not apply)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> IngestParams:
         if self.received_from and self.received_until and self.received_from >= self.received_until:
             raise ValueError("received_from must be before received_until")
+        return self
+
+    @model_validator(mode="after")
+    def _chunks_need_a_window(self) -> IngestParams:
+        if self.chunk_hours is None:
+            return self
+        if self.mode == "scheduled":
+            raise ValueError("chunk_hours is for backfill and replay: add mode backfill or replay")
+        if self.received_from is None or self.received_until is None:
+            raise ValueError("chunk_hours needs a window: give received_from and received_until")
+        chunks = (self.received_until - self.received_from) / timedelta(hours=self.chunk_hours)
+        if chunks * len(self.vendors) > MAX_CHUNKS:
+            raise ValueError(
+                f"{int(chunks) * len(self.vendors)} chunks is more than {MAX_CHUNKS}: "
+                "raise chunk_hours or shorten the window"
+            )
         return self
 
 
@@ -150,16 +189,25 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
         discovered = 0
         try:
             counts.fetch = steps.fetch_notifications(load_id=load_id, vendors=params.vendors)
-            discovered = find_files(steps, params, load_id=load_id)
-            spec = BatchSpec(
-                limit=params.batch_files,
-                vendors=tuple(params.vendors),
-                received_from=params.received_from,
-                received_until=params.received_until,
-            )
-            load_backlog(
-                steps.load_batch, load_id=load_id, spec=spec, workers=params.workers, counts=counts
-            )
+            if params.chunk_hours:
+                discovered = run_chunked(
+                    steps, params, load_id=load_id, counts=counts, stop_grace_s=STOP_GRACE_S
+                )
+            else:
+                discovered = find_files(steps, params, load_id=load_id)
+                spec = BatchSpec(
+                    limit=params.batch_files,
+                    vendors=tuple(params.vendors),
+                    received_from=params.received_from,
+                    received_until=params.received_until,
+                )
+                load_backlog(
+                    steps.load_batch,
+                    load_id=load_id,
+                    spec=spec,
+                    workers=params.workers,
+                    counts=counts,
+                )
         except BaseException as exc:
             close_and_report(steps, load_id, counts, discovered, error=exc)
             if (signalled := stop_signal(exc)) is not None and signalled is not exc:

@@ -37,6 +37,7 @@ __all__ = [
     "check_health",
     "database_display_url",
     "database_url",
+    "lineage",
     "list_quarantine",
     "migrate",
     "rows_per_metric",
@@ -126,3 +127,11 @@ def load_of_flow_run(flow_run_id: str) -> dict[str, object] | None:
 def check_database(timeout_s: int = 5) -> None:
     """Connect once (within `timeout_s`); raise DatabaseError with the reason if we cannot."""
     connect(with_connect_timeout(database_url(), timeout_s)).close()
+
+
+def lineage(target: str, *, ui_url: str, limit: int) -> dict[str, Any]:
+    """`ops.lineage.answer` over the configured database and store (LineageError: no match)."""
+    from ops.lineage import answer
+
+    with connect(database_url()) as conn:
+        return answer(conn, landing_store, target, ui_url=ui_url, limit=limit)

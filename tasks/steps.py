@@ -23,6 +23,7 @@ from tasks.batch import BatchSpec, process_batch
 from tasks.discover import discover, settle_window
 from tasks.fetch.stage import FetchPolicy
 from tasks.fetch.stage import fetch_notifications as run_fetch_stage
+from tasks.replay import ChunkResult, command_key, plan_chunks, run_chunk
 from tasks.retry import retry_if_transient
 from tasks.runtime import database_url, landing_store
 from tasks.settings import PipelineSettings, get_pipeline_settings
@@ -31,6 +32,7 @@ from warehouse import ledger
 from warehouse.migrate import apply_migrations
 from warehouse.notifications import record_fetch_counts
 from warehouse.postgres import connect
+from warehouse.replay import ReplayRun, open_run, run_progress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,6 +146,58 @@ def load_batch(*, load_id: int, spec: BatchSpec) -> LoadCounts | None:
     return counts
 
 
+def open_replay_run(
+    *,
+    mode: str,
+    vendors: Sequence[str],
+    window: tuple[datetime, datetime],
+    replay_states: Sequence[str],
+    chunk_hours: int,
+) -> ReplayRun:
+    """Open the chunked run of this command with its chunks, or resume its unfinished one."""
+    key = command_key(
+        mode=mode,
+        vendors=vendors,
+        start=window[0],
+        end=window[1],
+        replay_states=replay_states,
+        chunk_hours=chunk_hours,
+    )
+    chunks = plan_chunks(vendors, start=window[0], end=window[1], hours=chunk_hours)
+    with connect(database_url()) as conn:
+        run = open_run(
+            conn,
+            command_key=key,
+            mode=mode,
+            vendors=vendors,
+            window=window,
+            replay_states=replay_states,
+            chunk_hours=chunk_hours,
+            chunks=chunks,
+        )
+        done, total = run_progress(conn, run.run_id)
+    get_run_logger().info(
+        "chunked %s run %d (%s): %d of %d chunks done before this run", mode, run.run_id, key,
+        done, total,
+    )  # fmt: skip
+    return run
+
+
+def replay_chunk(*, run: ReplayRun, load_id: int, batch_files: int) -> ChunkResult | None:
+    """Claim the next chunk of a chunked replay or backfill and load its files."""
+    result = run_chunk(
+        database_url(), landing_store(), run=run, load_id=load_id, batch_files=batch_files
+    )
+    if result is not None:
+        c = result.chunk
+        get_run_logger().info(
+            "chunk %s %s..%s %s: %s", c.vendor, f"{c.chunk_from:%Y-%m-%d %H:%M}",
+            f"{c.chunk_until:%Y-%m-%d %H:%M}", "done" if result.done else "stopped",
+            result.counts.summary(),
+        )  # fmt: skip
+    return result
+
+
 def close_load(*, load_id: int, status: str, error: str | None, drift: str) -> LoadRecord:
     """Mark the load finished (completed or failed) and return what Postgres recorded."""
     with connect(database_url()) as conn:
@@ -161,6 +215,8 @@ class IngestTasks:
     fetch_notifications: Task[..., FetchCounts]
     load_batch: Task[..., LoadCounts | None]
     close_load: Task[..., LoadRecord]
+    open_replay_run: Task[..., ReplayRun]
+    replay_chunk: Task[..., ChunkResult | None]
 
 
 def ingest_tasks(settings: PipelineSettings) -> IngestTasks:
@@ -174,4 +230,6 @@ def ingest_tasks(settings: PipelineSettings) -> IngestTasks:
         fetch_notifications=policy.declare(fetch_notifications, name="fetch-notifications"),
         load_batch=policy.declare(load_batch, name="load-batch"),
         close_load=policy.declare(close_load, name="close-load-record"),
+        open_replay_run=policy.declare(open_replay_run, name="open-chunked-run"),
+        replay_chunk=policy.declare(replay_chunk, name="load-chunk"),
     )

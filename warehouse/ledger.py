@@ -180,25 +180,29 @@ def requeue(
     states: Sequence[str],
     received_from: datetime | None,
     received_until: datetime | None,
+    loaded_before: datetime | None = None,
 ) -> int:
     """Put files back to pending for a replay; their open quarantine entries are marked replayed.
 
     Reloading is safe: rows are upserted, and a file's own rows never replace themselves.
+    `loaded_before` leaves alone files settled since then (a resumed chunked replay did them).
     """
     params = (
         "{" + ",".join(vendors) + "}",
         "{" + ",".join(states) + "}",
         received_from,
         received_until,
+        loaded_before,
     )
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE biobridge.quarantine SET replayed_at = now(), replay_load_id = $5 "
+            "UPDATE biobridge.quarantine SET replayed_at = now(), replay_load_id = $6 "
             "WHERE replayed_at IS NULL AND object_key IN (SELECT object_key "
             "FROM biobridge.landed_files WHERE vendor = ANY($1::text[]) "
             "AND state = ANY($2::text[]) "
             "AND received_at >= coalesce($3::timestamptz, '-infinity') "
-            "AND received_at < coalesce($4::timestamptz, 'infinity'))",
+            "AND received_at < coalesce($4::timestamptz, 'infinity') "
+            "AND coalesce(loaded_at, '-infinity') < coalesce($5::timestamptz, 'infinity'))",
             (*params, load_id),
         )
         # Counted with RETURNING: the ADBC driver's rowcount is -1 for an UPDATE.
@@ -206,8 +210,9 @@ def requeue(
             "WITH moved AS (UPDATE biobridge.landed_files SET state = 'pending' "
             "WHERE vendor = ANY($1::text[]) AND state = ANY($2::text[]) "
             "AND received_at >= coalesce($3::timestamptz, '-infinity') "
-            "AND received_at < coalesce($4::timestamptz, 'infinity') RETURNING 1) "
-            "SELECT count(*) FROM moved",
+            "AND received_at < coalesce($4::timestamptz, 'infinity') "
+            "AND coalesce(loaded_at, '-infinity') < coalesce($5::timestamptz, 'infinity') "
+            "RETURNING 1) SELECT count(*) FROM moved",
             params,
         )
         (count,) = one_row(cur)

@@ -1,0 +1,107 @@
+"""The chunked part of a replay or backfill run: chunks in parallel, progress, resume.
+
+The ingest flow calls `run_chunked` instead of discover + load when `chunk_hours` is set. Chunk
+state lives in Postgres (`biobridge.replay_chunks`), so the same command resumes after Ctrl-C or
+a crash, and several runs of it share the chunks instead of repeating them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed, wait
+
+from schemas.loads import LoadCounts
+from tasks.replay import ChunkResult, request_stop
+from tasks.runtime import database_url
+from warehouse.postgres import connect
+from warehouse.replay import ReplayRun, finish_run_if_done, run_progress
+
+if TYPE_CHECKING:
+    from flows.ingest import IngestParams
+    from tasks.steps import IngestTasks
+
+PROGRESS_KEY = "replay-progress"
+
+
+def run_chunked(
+    steps: IngestTasks,
+    params: IngestParams,
+    *,
+    load_id: int,
+    counts: LoadCounts,
+    stop_grace_s: float,
+) -> int:
+    """Run the command's chunks not done yet, `params.chunk_parallel` at a time; add up their
+    counts into `counts`; return the files a backfill's chunks discovered. Stopping, chunks in
+    flight get `stop_grace_s` to finish their current batch and are left not done."""
+    start, end, hours = params.received_from, params.received_until, params.chunk_hours
+    if start is None or end is None or hours is None:
+        raise ValueError("a chunked run needs received_from, received_until and chunk_hours")
+    run: ReplayRun = steps.open_replay_run(
+        mode=params.mode,
+        vendors=params.vendors,
+        window=(start, end),
+        replay_states=params.replay_states,
+        chunk_hours=hours,
+    )
+    progress = _Progress(run)
+
+    def submit() -> PrefectFuture[ChunkResult | None]:
+        return steps.replay_chunk.submit(run=run, load_id=load_id, batch_files=params.batch_files)
+
+    discovered = 0
+    in_flight = [submit() for _ in range(params.chunk_parallel)]
+    stopping = False
+    try:
+        while in_flight:
+            finished = next(as_completed(in_flight))
+            in_flight.remove(finished)
+            result = finished.result()
+            if result is None:
+                continue  # nothing left to claim for this slot
+            counts.add(result.counts)
+            discovered += result.discovered
+            progress.update()
+            in_flight.append(submit())
+    except BaseException:
+        stopping = True
+        request_stop(load_id)  # chunks in flight stop after their current batch, not done
+        wait(in_flight, timeout=stop_grace_s)
+        raise
+    finally:
+        if not stopping:
+            wait(in_flight)
+    with connect(database_url()) as conn:
+        finish_run_if_done(conn, run.run_id)
+    progress.update()
+    return discovered
+
+
+class _Progress:
+    """The run's progress artifact (chunks done of all, also by earlier runs of the command)."""
+
+    def __init__(self, run: ReplayRun) -> None:
+        self.run = run
+        self.artifact: UUID | None = None
+        self.update()
+
+    def update(self) -> None:
+        """Publish chunks done / all; a progress display never fails the run."""
+        try:
+            with connect(database_url()) as conn:
+                done, total = run_progress(conn, self.run.run_id)
+            percent = 100.0 * done / total if total else 100.0
+            text = f"chunked {self.run.mode} run {self.run.run_id}: {done} of {total} chunks done"
+            if self.artifact is None:
+                self.artifact = cast(
+                    "UUID",
+                    create_progress_artifact(progress=percent, key=PROGRESS_KEY, description=text),
+                )
+            else:
+                update_progress_artifact(self.artifact, percent, description=text)
+        except Exception as exc:  # noqa: BLE001 - progress is a display; the chunk table is truth
+            get_run_logger().warning("could not publish the replay progress: %s", exc)
