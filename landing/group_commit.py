@@ -76,7 +76,12 @@ class _Link:
         self.sock.setblocking(False)
         self.waiting: dict[int, asyncio.Future[None]] = {}
         self.seq = itertools.count()
-        self.out = bytearray()  # frames not yet sent
+        # Frames wait in `held` while the committer works on earlier ones (it reads them only
+        # once that group is answered anyway), then go out together: one send per group.
+        self.held = bytearray()
+        self.held_frames = 0
+        self.out = bytearray()  # being sent
+        self.unanswered = 0  # frames sent, not answered yet
         self.inbox = bytearray()
         self.closed = False
         loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -87,17 +92,26 @@ class _Link:
         encoded = key.encode()
         done = self.loop.create_future()
         self.waiting[seq] = done
-        if not self.out:  # the first frame of this loop iteration: send them all at its end
+        if not self.held_frames and not self.unanswered:  # the committer waits: send soon
             self.loop.call_soon(self._flush)
-        self.out += REQUEST.pack(seq, len(encoded), len(meta), len(body))
-        self.out += encoded
-        self.out += meta
-        self.out += body
+        self.held += REQUEST.pack(seq, len(encoded), len(meta), len(body))
+        self.held += encoded
+        self.held += meta
+        self.held += body
+        self.held_frames += 1
         await done
 
     def _flush(self) -> None:
-        if self.closed:
+        """Send the held frames (what the socket does not take now goes when it is writable)."""
+        if self.closed or not self.held_frames:
             return
+        self.unanswered += self.held_frames
+        self.out += self.held
+        self.held.clear()
+        self.held_frames = 0
+        self._send()
+
+    def _send(self) -> None:
         try:
             sent = self.sock.send(self.out)
         except BlockingIOError:
@@ -111,7 +125,8 @@ class _Link:
 
     def _on_writable(self) -> None:
         self.loop.remove_writer(self.sock.fileno())
-        self._flush()
+        if not self.closed:
+            self._send()
 
     def _on_readable(self) -> None:
         try:
@@ -142,6 +157,7 @@ class _Link:
             if len(outcomes) < count or end > len(buf):
                 break  # the rest of this group's frame has not arrived yet
             pos = end
+            self.unanswered -= count
             self.owner.groups += 1
             self.owner.objects += count
             for seq, status, message in outcomes:
@@ -153,6 +169,8 @@ class _Link:
                 else:
                     done.set_exception(error_of(status, message))
         del buf[:pos]
+        if not self.unanswered:
+            self._flush()
 
     def _fail(self, exc: BaseException) -> None:
         """The committer is gone: nobody waiting is acknowledged; the next put starts another."""
