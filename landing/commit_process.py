@@ -27,6 +27,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -264,12 +265,21 @@ def _max_fd() -> int:
         return 65536
 
 
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this process when its parent's thread ends (Linux)."""
+def _load_prctl() -> Callable[..., int] | None:
+    """prctl(2) from the C library, loaded here: never dlopen in a child forked from threads."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        return libc.prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when its parent's thread ends (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl took effect
         sys.exit(1)
