@@ -3,8 +3,9 @@
 Each object is two files: `<key>.meta.json` and `<key>` (the body). Both are written to temporary
 files in the same folder; the metadata is renamed into place and made durable before the body is
 renamed, so the body's appearance is the commit point: a key listed or read always has its
-metadata. `put_group` does this for many objects with two `syncfs` calls in all (group commit, see
-docs/receiver-durability.md); `put` is a group of one.
+metadata. `put_group` does this for many objects with two `syncfs` calls in all; `put` is a group
+of one. The receiver's committer process (`landing/commit_process.py`) uses `stage` and `publish`
+with its own log instead (see docs/receiver-durability.md).
 """
 
 from __future__ import annotations
