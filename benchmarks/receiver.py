@@ -5,7 +5,7 @@
                                          [--workers 1] [--stack edge|h11] [--signed]
 
 Each round runs the no-op app, then the receiver (local store, in a temporary folder, with its
-group commit and syncfs), each in a fresh process on the same uvicorn stack, worker count and
+group commit), each in a fresh process on the same uvicorn stack, worker count and
 edge limits (`landing.serving`), under `wrk -t2 -c<connections> -d<seconds>s` posting the same
 Oura body. It prints each round, then the medians with the spread (min-max) over the rounds
 and the ratio of the median requests/s, with each server's CPU time per request. `--stack h11`

@@ -1,9 +1,10 @@
 """How the receiver writes to its store without one durability round per request.
 
-A local store gets a `GroupCommitter`: requests queue their object and wait; one committer takes
-everything queued, stores it as `LocalStore.put_group` does (two `syncfs` calls for the whole
-group) and wakes each request with its own outcome. While a group commits, the next one gathers,
-so the group grows with the load and a lone request waits for one round only.
+A local store gets a `GroupCommitter`: each worker process forks a committer process
+(`landing.commit_process`) and sends it every object to store; the committer stores them in
+groups as `LocalStore.put_group` does (two `syncfs` calls for a whole group, pipelined) and
+answers each object with its own outcome once its group is durable. While a group commits, the
+next one gathers, so the group grows with the load and a lone request waits for two syncs only.
 
 Any other store (S3: one PUT per object) is called from worker threads, at most
 `s3_max_pool_connections` at a time (the HTTP pool's size), on a limiter of its own so store calls
@@ -13,19 +14,22 @@ never wait behind other thread work (or vice versa).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import os
+import socket
 import weakref
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import anyio.to_thread
 
-from landing.local_store import LocalStore, StagedGroup, sync_folders
+from landing.commit_process import REPLY, REPLY_COUNT, REQUEST, error_of, start_committer
+from landing.local_store import LocalStore
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectStore, StoreUnavailable
 
 Put = Callable[[str, bytes, ObjectMeta], Awaitable[None]]
-_Item = tuple[str, bytes, ObjectMeta]
 
 
 def store_writer(store: ObjectStore, settings: Settings) -> Put:
@@ -41,19 +45,12 @@ def store_writer(store: ObjectStore, settings: Settings) -> Put:
 
 
 class GroupCommitter:
-    """Commits the puts of each event loop in groups: one committer task per loop, while busy.
-
-    The committer writes a group's files on the event loop itself (small bodies: a few tens of
-    microseconds each) and waits for each `syncfs` in a thread of its own. Writing from a
-    thread instead was measured slower: every system call of that thread gives up the GIL and
-    waits to get it back from the busy event loop (a convoy). Groups whose bodies are large
-    are written in that thread, so the loop never stalls for long.
-    """
+    """Commits the puts of each process and event loop in groups, in a committer process."""
 
     def __init__(self, store: LocalStore, *, max_group: int = 512) -> None:
         self.store = store
         self.max_group = max_group
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCommitter] = (
+        self._links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Link] = (
             weakref.WeakKeyDictionary()
         )
         self.groups = 0  # committed groups, for tests and measurements
@@ -62,100 +59,133 @@ class GroupCommitter:
     async def put(self, key: str, body: bytes, meta: ObjectMeta) -> None:
         """Queue the object and wait until its group is durable; raises its StoreError."""
         loop = asyncio.get_running_loop()
-        committer = self._loops.get(loop)
-        if committer is None:
-            committer = self._loops[loop] = _LoopCommitter(self)
-        done: asyncio.Future[None] = loop.create_future()
-        committer.pending.append(((key, body, meta), done))
-        if committer.task is None:
-            committer.task = loop.create_task(committer.run())
+        link = self._links.get(loop)
+        if link is None or link.closed or link.pid_of_owner != os.getpid():
+            link = self._links[loop] = _Link(self, loop)
+        await link.send(key, body, meta.to_json())
+
+
+class _Link:
+    """One event loop's connection to its committer process."""
+
+    def __init__(self, owner: GroupCommitter, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = owner
+        self.loop = loop
+        self.pid_of_owner = os.getpid()  # a forked worker starts a committer of its own
+        self.pid, self.sock = start_committer(owner.store, max_group=owner.max_group)
+        self.sock.setblocking(False)
+        self.waiting: dict[int, asyncio.Future[None]] = {}
+        self.seq = itertools.count()
+        # Frames wait in `held` while the committer works on earlier ones (it reads them only
+        # once that group is answered anyway), then go out together: one send per group.
+        self.held = bytearray()
+        self.held_frames = 0
+        self.out = bytearray()  # being sent
+        self.unanswered = 0  # frames sent, not answered yet
+        self.inbox = bytearray()
+        self.closed = False
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+        weakref.finalize(self, _stop, self.sock, self.pid)
+
+    async def send(self, key: str, body: bytes, meta: bytes) -> None:
+        seq = next(self.seq)
+        encoded = key.encode()
+        done = self.loop.create_future()
+        self.waiting[seq] = done
+        if not self.held_frames and not self.unanswered:  # the committer waits: send soon
+            self.loop.call_soon(self._flush)
+        self.held += REQUEST.pack(seq, len(encoded), len(meta), len(body))
+        self.held += encoded
+        self.held += meta
+        self.held += body
+        self.held_frames += 1
         await done
 
+    def _flush(self) -> None:
+        """Send the held frames (what the socket does not take now goes when it is writable)."""
+        if self.closed or not self.held_frames:
+            return
+        self.unanswered += self.held_frames
+        self.out += self.held
+        self.held.clear()
+        self.held_frames = 0
+        self._send()
 
-_Waiter = tuple[_Item, "asyncio.Future[None]"]
-_Group = tuple[list[_Waiter], StagedGroup]
-_INLINE_BYTES = 256 * 1024  # groups with more body bytes than this are written in the thread
-
-
-class _LoopCommitter:
-    def __init__(self, owner: GroupCommitter) -> None:
-        self.owner = owner
-        self.pending: list[_Waiter] = []
-        self.task: asyncio.Task[None] | None = None
-        # One thread per loop and process: it only waits in syncfs (and writes big groups).
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="biobridge-sync")
-
-    async def run(self) -> None:
-        """Commit groups while any put waits, then end (the next put starts a new run).
-
-        Pipelined: one syncfs both makes the previous group's renames durable (so it is
-        acknowledged) and this group's metadata and body bytes durable (so its bodies may be
-        renamed into place). Each object still waits for two syncs after it was written, in
-        that order; a group costs one sync instead of two.
-        """
-        store, loop = self.owner.store, asyncio.get_running_loop()
-        published: _Group | None = None  # renamed, waiting for the sync that makes it durable
-        staged: _Group | None = None
+    def _send(self) -> None:
         try:
-            while self.pending or published is not None:
-                waiters = self.pending[: self.owner.max_group]
-                del self.pending[: self.owner.max_group]
-                staged = await self._stage(waiters) if waiters else None
-                groups = [g for g in (published, staged) if g is not None]
-                folders = set().union(*(g[1].folders for g in groups if g[1].staged))
-                try:
-                    if folders:
-                        await loop.run_in_executor(self.thread, sync_folders, folders)
-                except OSError as exc:  # neither group is durable: nobody is acknowledged
-                    for g in groups:
-                        g[1].failed(exc)
-                        self._resolve(g)
-                    published = None
+            sent = self.sock.send(self.out)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            return
+        del self.out[:sent]
+        if self.out:
+            self.loop.add_writer(self.sock.fileno(), self._on_writable)
+
+    def _on_writable(self) -> None:
+        self.loop.remove_writer(self.sock.fileno())
+        if not self.closed:
+            self._send()
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if not data:
+            self._fail(EOFError("the committer process exited"))
+            return
+        self.inbox += data
+        self._resolve()
+
+    def _resolve(self) -> None:
+        """Wake the waiter of every object the committer answered (one frame per group)."""
+        buf, pos = self.inbox, 0
+        while len(buf) - pos >= REPLY_COUNT.size:
+            (count,) = REPLY_COUNT.unpack_from(buf, pos)
+            end, outcomes = pos + REPLY_COUNT.size, []
+            for _ in range(count):
+                if len(buf) - end < REPLY.size:
+                    break
+                seq, status, length = REPLY.unpack_from(buf, end)
+                end += REPLY.size + length
+                outcomes.append((seq, status, bytes(buf[end - length : end])))
+            if len(outcomes) < count or end > len(buf):
+                break  # the rest of this group's frame has not arrived yet
+            pos = end
+            self.unanswered -= count
+            self.owner.groups += 1
+            self.owner.objects += count
+            for seq, status, message in outcomes:
+                done = self.waiting.pop(seq, None)
+                if done is None or done.done():  # the request was cancelled meanwhile
                     continue
-                if published is not None:
-                    self._resolve(published)
-                published = None
-                if staged is not None:
-                    try:
-                        store.publish(staged[1])
-                    except OSError as exc:
-                        staged[1].failed(exc)
-                        self._resolve(staged)
-                    else:
-                        published = staged
-        except BaseException as exc:  # cancelled or a bug: nobody waiting is acknowledged
-            inflight = [w for g in (published, staged) if g is not None for w in g[0]]
-            for _, done in [*inflight, *self.pending]:
-                if not done.done():
-                    done.set_exception(StoreUnavailable(f"group commit failed: {exc!r}"))
-            raise
-        finally:
-            self.task = None
+                if status == 0:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error_of(status, message))
+        del buf[:pos]
+        if not self.unanswered:
+            self._flush()
 
-    async def _stage(self, waiters: list[_Waiter]) -> _Group:
-        store = self.owner.store
-        items = [item for item, _ in waiters]
-        try:
-            if sum(len(body) for _, body, _ in items) > _INLINE_BYTES:
-                loop = asyncio.get_running_loop()
-                staged = await loop.run_in_executor(self.thread, store.stage, items)
-            else:
-                staged = store.stage(items)
-        except BaseException as exc:
-            for _, done in waiters:
-                if not done.done():
-                    done.set_exception(StoreUnavailable(f"group commit failed: {exc!r}"))
-            raise
-        return waiters, staged
+    def _fail(self, exc: BaseException) -> None:
+        """The committer is gone: nobody waiting is acknowledged; the next put starts another."""
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        for done in self.waiting.values():
+            if not done.done():
+                done.set_exception(StoreUnavailable(f"group commit failed: {exc!r}"))
+        self.waiting.clear()
+        _stop(self.sock, self.pid)
 
-    def _resolve(self, group: _Group) -> None:
-        waiters, staged = group
-        self.owner.groups += 1
-        self.owner.objects += len(waiters)
-        for (_, done), error in zip(waiters, staged.errors, strict=True):
-            if done.done():  # the request was cancelled while its group committed
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
+
+def _stop(sock: socket.socket, pid: int) -> None:
+    """Close our end (the committer ends once its groups are answered) and reap it if done."""
+    sock.close()
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

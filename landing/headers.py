@@ -7,6 +7,7 @@ fits S3's 2 KB user-metadata limit.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -22,9 +23,9 @@ def kept_headers(headers: Mapping[str, str], vendor_headers: Iterable[str]) -> d
     """The allow-listed headers present in `headers`, each value truncated, the total bounded."""
     kept: dict[str, str] = {}
     budget = MAX_HEADERS_JSON_BYTES
-    for name in (*COMMON_HEADERS, *sorted(vendor_headers)):
+    for name in _names(frozenset(vendor_headers)):
         value = headers.get(name)
-        if value is None or name in kept or any(hint in name for hint in SECRET_HINTS):
+        if value is None:
             continue
         value = value[:MAX_VALUE_CHARS]
         if _PLAIN.match(value) and _PLAIN.match(name):  # nothing to escape: no json.dumps
@@ -36,3 +37,10 @@ def kept_headers(headers: Mapping[str, str], vendor_headers: Iterable[str]) -> d
         kept[name] = value
         budget -= cost
     return kept
+
+
+@functools.cache
+def _names(vendor_headers: frozenset[str]) -> tuple[str, ...]:
+    """The names to keep, in order, without repeats and without any that hints at a secret."""
+    names = dict.fromkeys((*COMMON_HEADERS, *sorted(vendor_headers)))
+    return tuple(n for n in names if not any(hint in n for hint in SECRET_HINTS))

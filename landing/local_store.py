@@ -3,8 +3,9 @@
 Each object is two files: `<key>.meta.json` and `<key>` (the body). Both are written to temporary
 files in the same folder; the metadata is renamed into place and made durable before the body is
 renamed, so the body's appearance is the commit point: a key listed or read always has its
-metadata. `put_group` does this for many objects with two `syncfs` calls in all (group commit, see
-docs/receiver-durability.md); `put` is a group of one.
+metadata. `put_group` does this for many objects with two `syncfs` calls in all; `put` is a group
+of one. The receiver's committer process (`landing/commit_process.py`) uses `stage` and `publish`
+with its own log instead (see docs/receiver-durability.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import itertools
 import os
 import re
@@ -116,7 +118,7 @@ class LocalStore:
         4. sync again: the bodies' names are durable. Only now may anything be acknowledged.
         A failed sync fails every item of the group (nothing is acknowledged).
         """
-        group = self.stage(items)
+        group = self.stage([(key, body, meta.to_json()) for key, body, meta in items])
         try:
             self.sync(group)
             self.publish(group)
@@ -125,8 +127,9 @@ class LocalStore:
             group.failed(exc)
         return group.errors
 
-    def stage(self, items: Sequence[tuple[str, bytes, ObjectMeta]]) -> StagedGroup:
-        """Steps 1 of `put_group`: metadata in place, bodies in temp files; nothing synced."""
+    def stage(self, items: Sequence[tuple[str, bytes, bytes]]) -> StagedGroup:
+        """Step 1 of `put_group` for (key, body, metadata as `ObjectMeta.to_json` gives it):
+        metadata in place, bodies in temp files; nothing synced."""
         group = StagedGroup([key for key, _, _ in items], self.root)
         fsync_each = _SYNCFS is None  # no syncfs: fsync every file and folder (slower)
         for i, (key, body, meta) in enumerate(items):
@@ -138,9 +141,9 @@ class LocalStore:
                     self._make_dirs(Path(folder), sync=fsync_each)
                     self._folders.add(folder)
                 meta_path = path + META_SUFFIX
-                if not _write_new(meta_path, meta.to_json(), fsync=fsync_each):
+                if not _write_new(meta_path, meta, fsync=fsync_each):
                     # A key put again: replace its metadata atomically, never truncate it.
-                    temps.append(_write_temp(folder, name, meta.to_json(), fsync=fsync_each))
+                    temps.append(_write_temp(folder, name, meta, fsync=fsync_each))
                     os.replace(temps.pop(), meta_path)
                 temps.append(_write_temp(folder, name, body, fsync=fsync_each))
                 group.staged.append((i, temps[-1], path))
@@ -179,7 +182,15 @@ class LocalStore:
             raw_meta = path.with_name(path.name + META_SUFFIX).read_bytes()
         except OSError as exc:
             raise StoreError(f"object {key!r} in {self.url} has no readable metadata") from exc
-        return body, ObjectMeta.from_json(raw_meta)
+        meta = ObjectMeta.from_json(raw_meta)
+        if len(body) != meta.size or hashlib.sha256(body).hexdigest() != meta.sha256:
+            # Only a power loss leaves this (a body renamed into place before its bytes reached
+            # the disk); the receiver writes it again from its log when it starts.
+            raise StoreUnavailable(
+                f"object {key!r} in {self.url} does not match its metadata's size and sha256: "
+                "restart the receiver (it restores bodies from its log), then retry"
+            )
+        return body, meta
 
     def list_keys(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         """Keys under `prefix` in lexical order, streamed; sidecars and temp files are skipped."""

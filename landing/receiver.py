@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
-from landing.fast_path import WebhookApp
+from landing.fast_path import Delivery, WebhookApp
 from landing.group_commit import store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
@@ -56,7 +56,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         webhook=receiver.webhook,
         on_error=_internal_error,
         routes=[
-            Route("/webhooks/{vendor}", receiver.webhook, methods=["POST"]),
+            Route("/webhooks/{vendor}", receiver.routed_webhook, methods=["POST"]),
             Route("/webhooks/{vendor}", receiver.handshake, methods=["GET", "HEAD"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", receiver.readyz, methods=["GET"]),
@@ -91,7 +91,11 @@ class _Receiver:
         self.put = store_writer(store, settings)  # group commit on a local store
         self.budget = BodyBudget(settings.max_buffered_body_bytes, settings.retry_after_s)
 
-    async def webhook(self, request: Request) -> Response:
+    async def routed_webhook(self, request: Request) -> Response:
+        """The webhook as a Starlette endpoint (the fast path calls `webhook` directly)."""
+        return await self.webhook(Delivery.of(request))
+
+    async def webhook(self, request: Delivery) -> Response:
         """POST /webhooks/{vendor}: check, land, then acknowledge; a 4xx lands nothing."""
         log: dict[str, Any] = request.scope[LOG_FIELDS]
         try:
@@ -109,7 +113,7 @@ class _Receiver:
         finally:
             self.budget.release(request.scope)
 
-    async def _land(self, request: Request, log: dict[str, Any]) -> Response:
+    async def _land(self, request: Delivery, log: dict[str, Any]) -> Response:
         """Route, check, read and parse the body; store it with its metadata; acknowledge."""
         vendor = _vendor_of(request, log)
         fmt, media_type = body_format(request.headers, vendor.FORMATS)
@@ -165,7 +169,7 @@ class _Receiver:
             },
         )
 
-    async def _read(self, request: Request, log: dict[str, Any]) -> bytes:
+    async def _read(self, request: Delivery, log: dict[str, Any]) -> bytes:
         """The whole body, within the size cap and the body deadline."""
         body = await read_body(
             request,
@@ -181,7 +185,7 @@ class _Receiver:
     def _metadata(
         self,
         vendor: Vendor,
-        request: Request,
+        request: Delivery,
         body: bytes,
         payload: Payload,
         check: Verification,
@@ -292,7 +296,7 @@ class _Receiver:
         return _json(503, content, self.readyz_headers)
 
 
-def _vendor_of(request: Request, log: dict[str, Any]) -> Vendor:
+def _vendor_of(request: Delivery, log: dict[str, Any]) -> Vendor:
     """The vendor module of the route; 404 for a vendor we have no route for."""
     vendor = REGISTRY.get(request.path_params["vendor"])
     if vendor is None:

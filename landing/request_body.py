@@ -14,8 +14,9 @@ from urllib.parse import parse_qsl
 
 import anyio
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 
+from landing.fast_path import Delivery
 from landing.vendors import Payload
 
 JSON_TYPES = ("application/json", "application/*+json")
@@ -73,7 +74,7 @@ def body_format(headers: Mapping[str, str], formats: frozenset[str]) -> tuple[st
 
 
 async def read_body(
-    request: Request,
+    request: Delivery,
     *,
     max_bytes: int,
     timeout_s: float,

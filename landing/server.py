@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from landing.commit_log import recover
 from landing.local_store import LocalStore
 from landing.open_routes import OpenRoutesRefused, check_open_routes
 from landing.receiver import create_app
@@ -25,6 +26,9 @@ def serve(settings: Settings) -> None:
         raise SystemExit(f"biobridge receiver: {exc}") from None
     store = open_store(settings.landing_location(), settings)
     if isinstance(store, LocalStore):
+        recovered = recover(store)  # before any worker starts a log of its own
+        if recovered:
+            logger.info("published %d objects from the log of an interrupted receiver", recovered)
         swept = store.sweep_temp_files(older_than_s=2 * settings.ack_deadline_s)
         swept += store.sweep_orphan_metas(older_than_s=2 * settings.ack_deadline_s)
         if swept:

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
 
     group_commit: bool = Field(
         default=True,
-        description="Local store: commit concurrent webhooks together (two syncfs per group).",
+        description="Local store: commit concurrent webhooks together (one fdatasync per group).",
     )
     group_commit_max: int = Field(
         default=512, ge=1, description="Local store: most objects in one group commit."

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from landing.keys import PROBE_PREFIX, new_key
+from landing.keys import PROBE_PREFIX, KeyParts, new_key, parse_key, partition_prefix
 from landing.local_store import LocalStore
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectNotFound, ObjectStore, StoreError, open_store
@@ -175,3 +175,18 @@ def test_local_store_sweeps_only_old_temp_files(tmp_path: Path) -> None:
     os.utime(old, (hour_ago, hour_ago))
     assert store.sweep_temp_files(older_than_s=600) == 1
     assert not old.exists() and new.exists()
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2025, 7, 10, 6, 41, 48, 0, tzinfo=UTC),  # no microseconds
+        datetime(2025, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 1, 1, 1, 2, 3, 45, tzinfo=timezone(timedelta(hours=5))),  # not UTC
+    ],
+)
+def test_new_key_is_the_partition_then_the_receipt_stamp(at: datetime) -> None:
+    key = new_key("oura", at, ext="form")
+    utc = at.astimezone(UTC)
+    assert key.startswith(partition_prefix("oura", utc) + utc.strftime("%Y%m%dT%H%M%S%fZ-"))
+    assert parse_key(key) == KeyParts(vendor="oura", received_at=utc, ext="form")
