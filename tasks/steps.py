@@ -105,8 +105,15 @@ def discover_files(
 ) -> dict[str, int]:
     """List new objects in the landing store and add them to the ledger as pending."""
     with connect(database_url()) as conn:
-        settle = settle_window(get_pipeline_settings().ack_deadline_s)
-        found = discover(conn, landing_store(), vendors=vendors, window=window, settle=settle)
+        settings = get_pipeline_settings()
+        found = discover(
+            conn,
+            landing_store(),
+            vendors=vendors,
+            window=window,
+            settle=settle_window(settings.ack_deadline_s),
+            sweep_keys=settings.discovery_sweep_keys,
+        )
     get_run_logger().info("discovered %d new files: %s", sum(found.values()), found)
     return found
 
