@@ -119,6 +119,9 @@ class LockSampler(threading.Thread):
                 cur.execute(
                     "SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) "
                     "FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid "
+                    # This database only: other databases on the server take the same key.
+                    "AND database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) "
                     "AND objid = $2::bigint::oid AND objsubid = 1",
                     (LOCK_HI, LOCK_LO),
                 )
