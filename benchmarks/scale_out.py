@@ -12,10 +12,11 @@ Postgres, `prefect deploy` of deployments/prefect.yaml, W `prefect worker start 
    the deployment submitted at once (`--batch-files` per batch, so the runs share the backlog by
    claim). Timed: from the first load record's start to the last one's end (`load span`: what the
    workers do once their flow-run processes are up), and from submitting to all runs finished.
-3. Meanwhile a sampler asks Postgres every 20 ms who holds and who waits for the upsert's
-   advisory lock (`tasks.load.UPSERT_LOCK`): `held` is its duty cycle (share of samples with a
-   holder), `waited` the share with at least one loader queued behind it. A duty cycle near 1
-   with one worker means the upsert is the serial point: more workers only queue on it.
+3. Meanwhile (submit to done) a sampler asks Postgres every 20 ms who holds and who waits for
+   the upsert's advisory lock (`tasks.load.UPSERT_LOCK`) in this database: `held` is the share
+   of samples with a holder, `held_in_span` the same over the load span (its duty cycle), and
+   `waited` the share with a loader queued behind it. A duty cycle near 1 with one worker means
+   the upsert is the serial point: more workers only queue on it.
 4. CPU seconds of the workers and their flow runs (RUSAGE_CHILDREN, after stopping them) per
    1,000 rows; the Postgres server's CPU is not in it (and not on this machine's bill alone).
 
@@ -190,6 +191,10 @@ def measure(
         "files_per_s": round(int(loaded) / float(span or 1), 1),
         "cpu_s_per_1000_rows": round(cpu / max(int(rows or 0), 1) * 1000, 3),
         "upsert_lock_held": round(sampler.held / max(sampler.samples, 1), 2),
+        # Only loads hold it, so over the load span its share is the sampled share scaled up.
+        "upsert_lock_held_in_span": round(
+            min(sampler.held / max(sampler.samples, 1) * wall / float(span or wall), 1), 2
+        ),
         "upsert_lock_waited": round(sampler.waited / max(sampler.samples, 1), 2),
     }
 
@@ -258,7 +263,9 @@ def main() -> None:
                 f"rows/s over a {result['load_span_s']} s load span ({result['wall_s']} s from "
                 f"submit), {result['runs_that_loaded']} runs loaded, "
                 f"{result['cpu_s_per_1000_rows']} CPU-s/1k rows, upsert lock held "
-                f"{result['upsert_lock_held']:.0%} waited {result['upsert_lock_waited']:.0%}, "
+                f"{result['upsert_lock_held']:.0%} of the time sampled "
+                f"({result['upsert_lock_held_in_span']:.0%} of the load span), waited "
+                f"{result['upsert_lock_waited']:.0%}, "
                 f"{result['files_loaded']}/{args.files} files, states {result['states']}"
             )
     load1 = os.getloadavg()[0]
