@@ -9,3 +9,15 @@ ALTER TABLE biobridge.discovery_cursor ADD COLUMN IF NOT EXISTS sweep_after text
 ALTER TABLE biobridge.discovery_cursor ADD COLUMN IF NOT EXISTS sweep_started_at timestamptz;
 -- When the last completed pass started: every object landed before it is in the ledger.
 ALTER TABLE biobridge.discovery_cursor ADD COLUMN IF NOT EXISTS swept_through timestamptz;
+
+-- Vendor rate limits shared by every worker (tasks/fetch/limiter.py): a moving window kept as
+-- the times of the last `requests` calls per bucket (vendor, scope, user); a call may go when
+-- the oldest of them left the window. Rows are only inserted and updated, never deleted: a
+-- bucket holds at most its limit's `requests` rows.
+CREATE TABLE IF NOT EXISTS biobridge.rate_limit_slots (
+    bucket text        NOT NULL,
+    slot   integer     NOT NULL,
+    at     timestamptz NOT NULL,
+    PRIMARY KEY (bucket, slot)
+);
+CREATE INDEX IF NOT EXISTS rate_limit_slots_oldest ON biobridge.rate_limit_slots (bucket, at);
