@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -200,6 +201,20 @@ class LocalStore:
         start_dir = self.root / base if base else self.root
         rel = f"{base}/" if base else ""
         yield from _walk(start_dir, rel, prefix, start_after or "")
+
+    def list_written(
+        self, prefix: str, *, start_after: str | None = None
+    ) -> Iterator[tuple[str, datetime]]:
+        """Keys under `prefix` with their body's mtime: set by the kernel when the receiver wrote
+        it (renaming it into place keeps it), so the store's clock, not the receiver's."""
+        for key in self.list_keys(prefix, start_after=start_after):
+            try:
+                mtime_ns = os.stat(self._path_str(key)).st_mtime_ns
+            except FileNotFoundError:
+                continue  # deleted since it was listed (probes, tests)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot stat {key!r} under {self.root}: {exc}") from exc
+            yield key, datetime.fromtimestamp(mtime_ns / 1e9, UTC)
 
     def delete(self, key: str) -> None:
         """Remove the body (the commit point) first, then its metadata."""

@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -151,6 +152,20 @@ class S3Store:
                     raise StoreUnavailable(f"cannot list {prefix!r} in {self.url}: incomplete page")
                 for obj in page.get("Contents", []):
                     yield obj["Key"][len(self.prefix) :]
+
+    def list_written(
+        self, prefix: str, *, start_after: str | None = None
+    ) -> Iterator[tuple[str, datetime]]:
+        """Keys under `prefix` with their LastModified (the store's clock), as S3 lists them."""
+        kwargs: dict[str, str] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        if start_after:
+            kwargs["StartAfter"] = self.prefix + start_after
+        with _mapped_errors(f"list {prefix!r} in {self.url}"):
+            for page in self._s3.get_paginator("list_objects_v2").paginate(**kwargs):
+                if "IsTruncated" not in page:
+                    raise StoreUnavailable(f"cannot list {prefix!r} in {self.url}: incomplete page")
+                for obj in page.get("Contents", []):
+                    yield obj["Key"][len(self.prefix) :], obj["LastModified"].astimezone(UTC)
 
     def delete(self, key: str) -> None:
         """Remove the object."""

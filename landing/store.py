@@ -131,6 +131,13 @@ class ObjectStore(Protocol):
         """Keys of whole objects under prefix, in lexical order (metadata sidecars excluded)."""
         ...
 
+    def list_written(
+        self, prefix: str, *, start_after: str | None = None
+    ) -> Iterator[tuple[str, datetime]]:
+        """Like `list_keys`, with when the store wrote each object by its own clock (S3's
+        LastModified, a file's mtime), never the receiver's: how late discovery checks age."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove the object (used for probes and tests only)."""
         ...

@@ -15,7 +15,6 @@ import adbc_driver_manager
 from landing.keys import VENDORS, hour_prefixes, parse_key
 from landing.store import ObjectStore, StoreError
 from ops.database_health import database_health
-from tasks.discover import get_cursor
 from warehouse.errors import DatabaseError
 from warehouse.postgres import Connection, Dsn, connect, one_row, with_connect_timeout
 from warehouse.quarantine import quarantine_counts
@@ -128,7 +127,8 @@ def _loads(conn: Connection) -> dict[str, Any]:
 def _backlog(
     conn: Connection, store: ObjectStore | None, vendors: Sequence[str], now: datetime
 ) -> dict[str, Any]:
-    """Pending ledger rows, plus landed objects of the recent partitions not yet discovered."""
+    """Pending ledger rows, plus landed objects of the recent partitions not yet discovered
+    (aged by the store's clock: when it wrote them, whatever their receiver stamped)."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT count(*) FILTER (WHERE state = 'pending'), "
@@ -153,13 +153,11 @@ def _backlog(
         return report
     undiscovered = 0
     for vendor in vendors:
-        for key, received_at in _undiscovered(conn, store, vendor, now):
+        for key, landed_at in _undiscovered(conn, store, vendor, now):
             undiscovered += 1
-            age = (now - received_at).total_seconds()
+            age = (now - landed_at).total_seconds()
             if report["oldest_age_s"] is None or age > report["oldest_age_s"]:
-                report.update(
-                    oldest_key=key, oldest_received_at=_iso(received_at), oldest_age_s=age
-                )
+                report.update(oldest_key=key, oldest_received_at=_iso(landed_at), oldest_age_s=age)
     report["undiscovered"] = undiscovered
     return report
 
@@ -167,28 +165,28 @@ def _backlog(
 def _undiscovered(
     conn: Connection, store: ObjectStore, vendor: str, now: datetime
 ) -> list[tuple[str, datetime]]:
-    """Landed objects of `vendor` since its cursor (LOOKBACK at most) not in the ledger."""
-    cursor = get_cursor(conn, vendor)
-    start = max(cursor or now - LOOKBACK, now - LOOKBACK)
+    """Objects of `vendor`'s partitions of the last LOOKBACK not in the ledger, with when the
+    store wrote them. Not from the discovery cursor: a receiver whose clock is behind writes
+    behind it, and such an object is exactly what must show here."""
+    start = now - LOOKBACK
     listed: list[tuple[str, datetime]] = []
     for prefix in hour_prefixes(vendor, start, now):
-        for key in store.list_keys(prefix):
+        for key, landed_at in store.list_written(prefix):
             try:
-                received_at = parse_key(key).received_at
+                parse_key(key)
             except ValueError:
                 continue  # not a landed key: `biobridge verify` reports it
-            if start <= received_at:
-                listed.append((key, received_at))
+            listed.append((key, landed_at))
     if not listed:
         return []
     with conn.cursor() as cur:
         cur.execute(
             "SELECT object_key FROM biobridge.landed_files WHERE vendor = $1 AND received_at >= $2",
-            (vendor, start),
+            (vendor, start.replace(minute=0, second=0, microsecond=0)),
         )
         known = {k for (k,) in cur.fetchall()}
     conn.rollback()
-    return [(k, r) for k, r in listed if k not in known]
+    return [(k, t) for k, t in listed if k not in known]
 
 
 def _iso(value: datetime | None) -> str | None:

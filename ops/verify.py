@@ -52,9 +52,9 @@ _LEDGER_STATES = (
 )
 
 _UNDISCOVERED = """
-SELECT o.object_key, o.received_at FROM pg_temp.bb_verify_objects AS o
+SELECT o.object_key, o.received_at, o.landed_at FROM pg_temp.bb_verify_objects AS o
 WHERE NOT EXISTS (SELECT 1 FROM biobridge.landed_files AS f WHERE f.object_key = o.object_key)
-ORDER BY o.received_at, o.object_key
+ORDER BY o.landed_at, o.object_key
 """
 
 _NOT_IN_STORE = f"""
@@ -231,12 +231,13 @@ def _all(vendors: Sequence[str]) -> bool:
 
 def _listing(
     store: ObjectStore, vendor: str, *, received_from: datetime | None, until: datetime
-) -> Iterator[str]:
+) -> Iterator[tuple[str, datetime]]:
+    """Keys of the window with when the store wrote them (its clock, not the receiver's)."""
     if received_from is None:
-        yield from store.list_keys(f"{RAW_PREFIX}{vendor}/")
+        yield from store.list_written(f"{RAW_PREFIX}{vendor}/")
         return
     for prefix in hour_prefixes(vendor, received_from, until):
-        yield from store.list_keys(prefix)
+        yield from store.list_written(prefix)
 
 
 def _stage_listing(
@@ -256,7 +257,8 @@ def _stage_listing(
             while chunk := list(islice(keys, LIST_CHUNK)):
                 names: list[str] = []
                 stamps: list[datetime] = []
-                for key in chunk:
+                landed: list[datetime] = []
+                for key, written_at in chunk:
                     try:
                         parts = parse_key(key)
                     except ValueError:
@@ -270,10 +272,12 @@ def _stage_listing(
                     if start <= parts.received_at < until:
                         names.append(key)
                         stamps.append(parts.received_at)
+                        landed.append(written_at)
                 table = pa.table(
                     {
                         "object_key": pa.array(names, pa.string()),
                         "received_at": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+                        "landed_at": pa.array(landed, pa.timestamp("us", tz="UTC")),
                     }
                 )
                 cur.adbc_ingest("bb_verify_objects", table, mode=mode, temporary=True)
@@ -281,7 +285,8 @@ def _stage_listing(
                 report.objects_listed += len(names)
         if mode == "replace":  # nothing listed: the checks still need the table
             cur.execute(
-                "CREATE TEMP TABLE bb_verify_objects (object_key text, received_at timestamptz)"
+                "CREATE TEMP TABLE bb_verify_objects (object_key text, received_at timestamptz, "
+                "landed_at timestamptz)"
             )
         cur.execute("CREATE UNIQUE INDEX ON pg_temp.bb_verify_objects (object_key)")
         cur.execute("ANALYZE pg_temp.bb_verify_objects")
@@ -293,16 +298,20 @@ def _check_undiscovered(
     with conn.cursor() as cur:
         cur.execute(_UNDISCOVERED)
         rows = cur.fetchall()
-    for key, received_at in rows:
-        age = now - received_at
+    for key, received_at, landed_at in rows:
+        # Aged by the store's clock: a receiver's clock may be behind (or ahead) by any amount.
+        age = now - landed_at
         if report.undiscovered_oldest_age_s is None:
             report.undiscovered_oldest_age_s = age.total_seconds()
         if age > late:
+            skew = landed_at - received_at
+            stamped = f"; its receiver stamped it {_age(skew)} earlier" if skew > late else ""
             report.add(
                 "undiscovered",
                 key,
-                f"landed {_age(age)} ago and not in the ledger (allowed: {_age(late)}): is the "
-                "scheduled ingest running? `biobridge ingest --mode backfill` records it",
+                f"landed {_age(age)} ago by the store's clock and not in the ledger (allowed: "
+                f"{_age(late)}){stamped}: is the scheduled ingest running? "
+                "`biobridge ingest --mode backfill` records it",
             )
         else:
             report.undiscovered_recent += 1

@@ -5,6 +5,11 @@ A run lists the hour partitions from the cursor to now and then moves the cursor
 `now - settle`. The receiver never acknowledges a body whose write finished later than its
 ack deadline (half the settle window), so an acknowledged object that lands late is
 still inside the window the next run lists: nothing is missed, and re-listed keys are ignored.
+
+That reasoning holds only while the receivers' clocks are right: a receiver 15 minutes behind
+writes keys into partitions the cursor has passed. So scheduled runs also sweep (`sweep`): they
+list each vendor's whole prefix in key order, a bounded number of keys per run, resuming where
+the last run stopped; every object is recorded within one pass, whatever its key says.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from landing.keys import RAW_PREFIX, hour_prefixes
 from landing.settings import Settings
 from landing.store import ObjectStore
 from warehouse.ledger import record_discovered
-from warehouse.postgres import Connection
+from warehouse.postgres import Connection, one_row
 
 CHUNK = 20_000
+SWEEP_KEYS = 50_000
+"""Keys a scheduled run sweeps per vendor by default (`BIOBRIDGE_DISCOVERY_SWEEP_KEYS`)."""
+# Advisory lock class of a vendor's sweep: (SWEEP_LOCK_CLASS, hashtext(vendor)).
+SWEEP_LOCK_CLASS = int.from_bytes(b"bbsw", "big") & 0x7FFF_FFFF
 
 
 def settle_window(ack_deadline_s: float) -> timedelta:
@@ -85,11 +94,13 @@ def discover(
     now: datetime | None = None,
     window: tuple[datetime | None, datetime | None] | None = None,
     settle: timedelta = SETTLE,
+    sweep_keys: int = SWEEP_KEYS,
 ) -> dict[str, int]:
     """Add unseen landed objects to the ledger; returns new keys per vendor.
 
-    Without `window` it lists incrementally from each vendor's cursor. With a window (a backfill)
-    it lists that range in full, leaving the cursors alone; (None, None) lists everything.
+    Without `window` it lists incrementally from each vendor's cursor, then sweeps up to
+    `sweep_keys` keys of the vendor's prefix. With a window (a backfill) it lists that range in
+    full, leaving the cursors alone; (None, None) lists everything.
     """
     now = now or datetime.now(UTC)
     found: dict[str, int] = {}
@@ -103,7 +114,78 @@ def discover(
         new = 0
         while chunk := list(islice(keys, CHUNK)):
             new += record_discovered(conn, chunk)
-        found[vendor] = new
         if window is None:
             advance_cursor(conn, vendor, now - settle)
+            new += sweep(conn, store, vendor, keys=sweep_keys, now=now)
+        found[vendor] = new
     return found
+
+
+def sweep(conn: Connection, store: ObjectStore, vendor: str, *, keys: int, now: datetime) -> int:
+    """List up to `keys` keys of `vendor`'s prefix after where the last sweep stopped and record
+    the unseen ones; returns how many were new. Clock-proof: it never looks at key times.
+
+    Reaching the end of the prefix completes a pass: `swept_through` becomes the time the pass
+    started, and every object landed before it is in the ledger. One run sweeps a vendor at a
+    time (a Postgres advisory lock; another run skips it), so passes never interleave.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_try_advisory_lock($1::int, hashtext($2::text))", (SWEEP_LOCK_CLASS, vendor)
+        )
+        (locked,) = one_row(cur)
+    conn.commit()
+    if not locked:
+        return 0
+    try:
+        after, started = _sweep_position(conn, vendor)
+        started = started or now
+        listed = islice(store.list_keys(f"{RAW_PREFIX}{vendor}/", start_after=after), keys)
+        new = seen = 0
+        while chunk := list(islice(listed, CHUNK)):
+            new += record_discovered(conn, chunk)
+            seen += len(chunk)
+            after = chunk[-1]
+        if seen < keys:  # the end of the prefix: the pass is complete
+            _save_sweep(conn, vendor, after=None, started=None, swept_through=started)
+        else:
+            _save_sweep(conn, vendor, after=after, started=started, swept_through=None)
+        return new
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_unlock($1::int, hashtext($2::text))", (SWEEP_LOCK_CLASS, vendor)
+            )
+            cur.fetchall()
+        conn.commit()
+
+
+def _sweep_position(conn: Connection, vendor: str) -> tuple[str | None, datetime | None]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT sweep_after, sweep_started_at FROM biobridge.discovery_cursor "
+            "WHERE vendor = $1",
+            (vendor,),
+        )
+        row = cur.fetchone()
+    conn.commit()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def _save_sweep(
+    conn: Connection,
+    vendor: str,
+    *,
+    after: str | None,
+    started: datetime | None,
+    swept_through: datetime | None,
+) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE biobridge.discovery_cursor SET sweep_after = $2::text, "
+            "sweep_started_at = $3::timestamptz, "
+            "swept_through = coalesce($4::timestamptz, swept_through), updated_at = now() "
+            "WHERE vendor = $1",
+            (vendor, after, started, swept_through),
+        )
+    conn.commit()

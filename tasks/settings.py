@@ -11,6 +11,7 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 
 from landing.settings import Settings
+from tasks.discover import SWEEP_KEYS
 
 
 class PipelineSettings(Settings):
@@ -35,6 +36,11 @@ class PipelineSettings(Settings):
     )
     health_max_pending_age_s: int = Field(
         default=900, gt=0, description="`biobridge health` fails when a file waits longer."
+    )
+    discovery_sweep_keys: int = Field(
+        default=SWEEP_KEYS,
+        ge=1,
+        description="Keys per vendor each scheduled run sweeps (finds skewed receivers' objects).",
     )
     token_encryption_key: SecretStr | None = Field(
         default=None,

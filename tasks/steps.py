@@ -21,6 +21,7 @@ from prefect.tasks import exponential_backoff
 from schemas.loads import FetchCounts, LoadCounts, LoadRecord
 from tasks.batch import BatchSpec, process_batch
 from tasks.discover import discover, settle_window
+from tasks.fetch.limiter import VendorRateLimiter
 from tasks.fetch.stage import FetchPolicy
 from tasks.fetch.stage import fetch_notifications as run_fetch_stage
 from tasks.replay import ChunkResult, command_key, plan_chunks, run_chunk
@@ -107,8 +108,15 @@ def discover_files(
 ) -> dict[str, int]:
     """List new objects in the landing store and add them to the ledger as pending."""
     with connect(database_url()) as conn:
-        settle = settle_window(get_pipeline_settings().ack_deadline_s)
-        found = discover(conn, landing_store(), vendors=vendors, window=window, settle=settle)
+        settings = get_pipeline_settings()
+        found = discover(
+            conn,
+            landing_store(),
+            vendors=vendors,
+            window=window,
+            settle=settle_window(settings.ack_deadline_s),
+            sweep_keys=settings.discovery_sweep_keys,
+        )
     get_run_logger().info("discovered %d new files: %s", sum(found.values()), found)
     return found
 
@@ -119,7 +127,8 @@ def fetch_notifications(*, load_id: int, vendors: Sequence[str]) -> FetchCounts:
     policy = FetchPolicy(
         retries=settings.io_retries, backoff_s=settings.retry_backoff_s, batch=settings.fetch_batch
     )
-    with connect(database_url()) as conn, connect(database_url()) as tokens:
+    url = database_url()
+    with connect(url) as conn, connect(url) as tokens, connect(url) as limits:
         counts = run_fetch_stage(
             conn,
             tokens,
@@ -129,6 +138,7 @@ def fetch_notifications(*, load_id: int, vendors: Sequence[str]) -> FetchCounts:
             token_key=settings.token_encryption_key,
             load_id=load_id,
             vendors=vendors,
+            limiter=VendorRateLimiter(limits),
         )
         record_fetch_counts(conn, load_id, json.dumps(counts.as_dict()))
     get_run_logger().info("fetch: %s", counts.summary())

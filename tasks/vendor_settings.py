@@ -47,7 +47,7 @@ class VendorFacts:
     state_length: int | None  # WHOOP requires an 8-character state
     grant_action: str | None  # Withings: action=requesttoken on every token call
     status_in_body: bool  # Withings: HTTP 200 with a non-zero body `status` on errors
-    rate_limits: tuple[RateLimit, ...]  # for Prefect concurrency/rate limits in the fetch stage
+    rate_limits: tuple[RateLimit, ...]  # enforced across workers by tasks/fetch/limiter.py
 
 
 FACTS: dict[str, VendorFacts] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
@@ -110,3 +111,13 @@ def land(
     )
     store.put(key, body, meta)
     return key
+
+
+def backdate(store: ObjectStore, key: str, at: datetime) -> None:
+    """Make the local store say it wrote `key` at `at` (its mtime): an object that really
+    landed long ago, as far as the store's clock goes (S3's LastModified cannot be set)."""
+    from landing.local_store import LocalStore
+
+    assert isinstance(store, LocalStore), "only a local store's write time can be set"
+    stamp = at.timestamp()
+    os.utime(store.root / key, (stamp, stamp))

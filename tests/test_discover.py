@@ -40,12 +40,16 @@ def test_late_landing_within_the_settle_window_is_found(pg_url: str, tmp_path: P
         assert discover(conn, store, vendors=["garmin"], now=T0 + timedelta(minutes=2)) == {
             "garmin": 2
         }
-        # Behind the cursor and never listed: only a backfill (a full listing) finds it.
+        # Behind the cursor (a receiver whose clock is behind): the incremental listing never
+        # looks there, the sweep of the whole prefix does.
         lost = land(store, "garmin", T0 - 2 * SETTLE)
-        assert discover(conn, store, vendors=["garmin"], now=T0 + timedelta(minutes=3)) == {
-            "garmin": 0
+        assert discover(
+            conn, store, vendors=["garmin"], now=T0 + timedelta(minutes=3), sweep_keys=1
+        ) == {"garmin": 0}
+        assert discover(conn, store, vendors=["garmin"], now=T0 + timedelta(minutes=4)) == {
+            "garmin": 1
         }
-        assert discover(conn, store, vendors=["garmin"], window=(None, None)) == {"garmin": 1}
+        assert discover(conn, store, vendors=["garmin"], window=(None, None)) == {"garmin": 0}
         with conn.cursor() as cur:
             cur.execute("SELECT object_key FROM biobridge.landed_files ORDER BY 1")
             keys = [k for (k,) in cur.fetchall()]

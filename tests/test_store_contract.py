@@ -83,6 +83,19 @@ def test_list_keys_is_lexical_and_honours_prefix_and_start_after(store: ObjectSt
     assert list(store.list_keys("t/", start_after="t/a/b")) == ["t/a/c/d", "t/a0", "t/b"]
 
 
+def test_list_written_gives_the_stores_clock_not_the_keys(store: ObjectStore) -> None:
+    # Keyed as a receiver whose clock is 15 min (and a year) behind wrote them.
+    before = datetime.now(UTC) - timedelta(seconds=5)  # S3 has second resolution
+    keys = sorted(new_key("oura", before - timedelta(minutes=m)) for m in (15, 60 * 24 * 365))
+    for key in keys:
+        store.put(key, b"{}", meta_for(b"{}"))
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    written = list(store.list_written("raw/oura/"))
+    assert [k for k, _ in written] == keys == list(store.list_keys("raw/oura/"))
+    assert all(before <= at <= after for _, at in written), written
+    assert list(store.list_written("raw/oura/", start_after=keys[0])) == written[1:]
+
+
 def test_listing_shows_whole_objects_only(store: ObjectStore) -> None:
     key = new_key("polar", T0)
     store.put(key, b"{}", meta_for(b"{}"))

@@ -9,7 +9,7 @@ import pytest
 from deployments.cli import main
 from landing.keys import new_key
 from ops.verify import VerifyReport, verify
-from tests.helpers import land
+from tests.helpers import backdate, land
 from tests.pipeline import Pipeline
 from tests.test_ingest import generic_body, land_raw
 from warehouse.postgres import connect
@@ -136,10 +136,13 @@ def test_old_undiscovered_object_is_a_discrepancy_and_a_recent_one_is_not(
 ) -> None:
     now = datetime.now(UTC)
     old = land_at(pipeline, "oura", generic_body("u_late"), now - timedelta(minutes=30))
+    backdate(pipeline.store, old, now - timedelta(minutes=30))
     land_at(pipeline, "oura", generic_body("u_new"), now - timedelta(minutes=1))
+    # Stamped 30 min ago by a receiver whose clock is behind, but written just now: not late.
+    land_at(pipeline, "oura", generic_body("u_skewed"), now - timedelta(minutes=30))
     report = run_verify(pipeline)
     assert kinds(report) == {"undiscovered": {old}}
-    assert report.undiscovered_recent == 1
+    assert report.undiscovered_recent == 2
     assert report.undiscovered_oldest_age_s is not None
     assert report.undiscovered_oldest_age_s >= 30 * 60
     assert "not in the ledger" in report.discrepancies[0].detail

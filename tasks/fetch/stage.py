@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from landing.keys import new_key
 from landing.store import ObjectMeta, ObjectStore
 from schemas.loads import FetchCounts
-from tasks.fetch.limiter import LIMITER, VendorRateLimiter
+from tasks.fetch.limiter import VendorRateLimiter
 from tasks.fetch.model import Action, FetchRequest, NothingToFetch, PlanContext
 from tasks.fetch.registry import REGISTRY
 from tasks.read import LandedFile, ParseFailure, fetch_objects, parse_body
@@ -89,7 +89,7 @@ class FetchRun:
     cipher: TokenCipher | None
     cipher_problem: str | None
     load_id: int
-    limiter: VendorRateLimiter = LIMITER
+    limiter: VendorRateLimiter
     counts: FetchCounts = field(default_factory=FetchCounts)
     clients: dict[str, VendorClient] = field(default_factory=dict)
     blocked_until: dict[str, float] = field(default_factory=dict)
@@ -126,6 +126,7 @@ def fetch_notifications(
     token_key: SecretStr | None,
     load_id: int,
     vendors: Sequence[str],
+    limiter: VendorRateLimiter,
 ) -> FetchCounts:
     """Resolve every due notification of `vendors`; the counts of what happened."""
     vendors = [v for v in vendors if v in REGISTRY]
@@ -135,7 +136,7 @@ def fetch_notifications(
         cipher = TokenCipher(token_key)
     except TokenKeyError as exc:
         problem = str(exc)
-    run = FetchRun(conn, tokens, store, apis, policy, cipher, problem, load_id)
+    run = FetchRun(conn, tokens, store, apis, policy, cipher, problem, load_id, limiter)
     if not vendors:
         return run.counts
     ledger.register_deferred(conn, vendors=vendors)
