@@ -20,6 +20,16 @@ class PipelineSettings(Settings):
         default=None,
         description="postgresql://... for the pipeline; unset: an embedded Postgres in data_dir.",
     )
+    embedded_db_host: str = Field(
+        default="127.0.0.1",
+        description="Address the embedded Postgres takes TCP connections on; empty: socket only.",
+    )
+    embedded_db_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="TCP port of the embedded Postgres; 0: a free port chosen once, then kept.",
+    )
     ingest_interval_s: int = Field(
         default=60, ge=5, description="Seconds between scheduled ingest runs (`biobridge up`)."
     )
