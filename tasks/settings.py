@@ -59,11 +59,12 @@ class PipelineSettings(Settings):
         le=1,
         description="A run whose share of quarantined files exceeds this emits the alert event.",
     )
+    # At least 10 s: Prefect refuses a shorter window on a proactive trigger.
     alert_no_ingest_s: int = Field(
-        default=1800, ge=60, description="Automation: no successful ingest for this long fires."
+        default=1800, ge=10, description="Automation: no successful ingest for this long fires."
     )
     alert_vendor_silence_s: int = Field(
-        default=21600, ge=60, description="Automation: a vendor that sent, silent this long."
+        default=21600, ge=10, description="Automation: a vendor that sent, silent this long."
     )
 
 
