@@ -138,6 +138,8 @@ def test_a_run_with_warnings_says_so_in_its_prefect_state_and_tags(pipeline: Pip
     dashboard and run list filter on them); a clean run stays a plain Completed."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
         FlowRunFilter,
         FlowRunFilterId,
         FlowRunFilterState,
@@ -153,10 +155,22 @@ def test_a_run_with_warnings_says_so_in_its_prefect_state_and_tags(pipeline: Pip
     assert pipeline.post("oura", generic_body("u_clean")).status_code == 202
     assert pipeline.post("oura", generic_body("u_clean")).status_code == 202  # the same again
     clean = pipeline.ingest()
+    empty = pipeline.ingest()  # nothing new: a minute-by-minute run that must not bury the rest
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(warned.state_details.flow_run_id)
         ok = client.read_flow_run(clean.state_details.flow_run_id)
+        keys = {
+            name: sorted(
+                a.key or ""
+                for a in client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        flow_run_id=ArtifactFilterFlowRunId(any_=[s.state_details.flow_run_id])
+                    )
+                )
+            )
+            for name, s in (("warned", warned), ("clean", clean), ("empty", empty))
+        }
         ids = FlowRunFilterId(any_=[run.id, ok.id])
         by_name = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -173,6 +187,16 @@ def test_a_run_with_warnings_says_so_in_its_prefect_state_and_tags(pipeline: Pip
     assert {"quarantine", "warnings"} <= set(run.tags)
     assert [r.id for r in by_name] == [run.id] and [r.id for r in by_tag] == [run.id]
 
+    # Artifacts: warnings get their own key (a history of only the runs worth a look); an
+    # empty run publishes no report, only the trends.
+    assert keys["warned"] == [
+        "ingest-reasons",
+        "ingest-summary",
+        "ingest-trends",
+        "ingest-warnings",
+    ]
+    assert keys["clean"] == ["ingest-reasons", "ingest-summary", "ingest-trends"]
+    assert keys["empty"] == ["ingest-trends"]
     assert (ok.state.type.value, ok.state.name) == ("COMPLETED", "Completed")
     assert "warnings" not in ok.tags
     # Issue 12 Why 6: the state says how many rows were unchanged (identical data posted again),
