@@ -116,6 +116,8 @@ def prefect_servers(data_dir: str) -> set[int]:
     return found
 
 
+# Two stacks, a backfill and 4,000 files loaded: minutes on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
     pg_url: str, tmp_path: Path
 ) -> None:
