@@ -308,6 +308,13 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             )
         except Exception as exc:  # noqa: BLE001 - we are stopping; say so and go on
             print(f"could not mark unfinished runs Crashed: {exc}", file=sys.stderr)
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        # Send the last log lines and events while the server is there: at exit, with the
+        # server gone, their workers would retry for seconds.
+        APILogWorker.drain_all(timeout=1)
+        EventsWorker.drain_all(timeout=1)
         pending = _pending_files()
         took = time.monotonic() - stopped_at
         print(f"biobridge stopped in {took:.1f}s: {pending}", flush=True)
@@ -352,10 +359,16 @@ def serve_until_stopped(every: int) -> float:
         description=ingest.description,
     )
     stopping = threading.Event()
-    deadline = threading.Timer(STOP_DEADLINE_S, os.kill, (os.getpid(), signal.SIGINT))
-    deadline.daemon = True
-
     first_at = [0.0]
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        import asyncio
+
+        try:
+            asyncio.run(runner.start())
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failure.append(exc)
 
     def on_signal(signum: int, _frame: object) -> None:
         if stopping.is_set() and time.monotonic() - first_at[0] < 1.0:
@@ -371,29 +384,29 @@ def serve_until_stopped(every: int) -> float:
             file=sys.stderr,
             flush=True,
         )
-        deadline.start()
-        runner.handle_sigterm()
+        if runner.started and not runner.stopping:
+            runner.handle_sigterm()  # schedules its stop on the runner's own loop (thread-safe)
 
     signal.signal(signal.SIGINT, on_signal)
-    import asyncio
-
+    signal.signal(signal.SIGTERM, on_signal)
+    # The runner's loop runs in a thread of its own, so that the deadline holds however long its
+    # teardown takes: past STOP_DEADLINE_S this thread goes on stopping without it (and Runner
+    # installs no signal handler outside the main thread: ours stay).
+    thread = threading.Thread(target=serve, name="biobridge-runner", daemon=True)
+    thread.start()
     try:
-        asyncio.run(_start(runner, on_signal))
+        while thread.is_alive():
+            thread.join(timeout=0.2)
+            if stopping.is_set() and runner.started and not runner.stopping:
+                runner.handle_sigterm()  # the signal came while it was still starting
+            if stopping.is_set() and time.monotonic() - first_at[0] > STOP_DEADLINE_S:
+                print("the runner did not stop in time: stopping without it", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         pass
     finally:
-        deadline.cancel()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if failure and not stopping.is_set():
+        raise StackError(f"the ingest runner stopped: {failure[0]}") from failure[0]
     return first_at[0] or time.monotonic()
-
-
-async def _start(runner: Any, on_signal: Any) -> None:
-    start = runner.start()
-    # Runner.start installs its own SIGTERM handler: ours goes back on once it has.
-    import asyncio
-
-    task = asyncio.ensure_future(start)
-    await asyncio.sleep(0)
-    signal.signal(signal.SIGTERM, on_signal)
-    await task
