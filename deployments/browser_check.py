@@ -91,6 +91,16 @@ def browse(url: str, *, png: Path | None, size: str = "1400,900") -> str:
     return dom.stdout
 
 
+def run_artifacts(api: str, run_id: str, key: str) -> list[dict[str, Any]]:
+    """The artifacts with `key` that the flow run `run_id` published."""
+    found: list[dict[str, Any]] = httpx.post(
+        f"{api}/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [key]}, "flow_run_id": {"any_": [run_id]}}},
+        timeout=10,
+    ).json()
+    return found
+
+
 def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -150,17 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         results.append(("run tagged 'warnings'", "warnings" in run["tags"]))
-        arts = httpx.post(
-            f"{api}/artifacts/filter",
-            json={
-                "artifacts": {
-                    "key": {"any_": ["ingest-reasons"]},
-                    "flow_run_id": {"any_": [run_id]},
-                }
-            },
-            timeout=10,
-        ).json()
+        arts = run_artifacts(api, run_id, "ingest-reasons")
+        trends = run_artifacts(api, run_id, "ingest-trends")
         note = arts[0]["data"] if arts else ""
+        results.append(("run published its trends", bool(trends) and "rows/h" in trends[0]["data"]))
         results.append(("report names vendor and file", "**oura**" in note and "raw/oura/" in note))
         results.append(("report keeps <body> visible", "&lt;body&gt;" in note))
         deployment = httpx.get(f"{api}/deployments/name/{info['deployment']}", timeout=10).json()
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             "3-report": f"{ui}/artifacts/artifact/{arts[0]['id']}" if arts else None,
             "4-runs": f"{ui}/runs",
             "5-dashboard": f"{ui}/dashboard",
+            "6-trends": f"{ui}/artifacts/artifact/{trends[0]['id']}" if trends else None,
         }
         doms: dict[str, str] = {}
         for name, url in pages.items():
@@ -187,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         report_dom = doms.get("3-report", "")
         results.append(("UI report shows <body>", "&lt;body&gt;" in report_dom))
         results.append(("UI report names a file", "raw/oura/" in report_dom))
+        results.append(("UI shows the trend sparklines", "lag p95" in doms.get("6-trends", "")))
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGINT)

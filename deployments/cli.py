@@ -290,7 +290,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
         # Not exec: the embedded server is held by this process until psql returns.
         return subprocess.call([psql, database_url().get_secret_value()])  # noqa: S603
-    print(database_url().get_secret_value() if args.show_password else database_display_url())
+    print(database_display_url(reveal=args.show_password))
     return 0
 
 
@@ -318,12 +318,17 @@ def _db_start() -> int:
     import signal
     import threading
 
-    from ops.api import database_display_url, database_url
+    from ops.api import database_display_url, database_is_embedded
 
-    database_url()
+    if not database_is_embedded():
+        raise CliError(
+            "BIOBRIDGE_DATABASE_URL is set: that server runs on its own (`biobridge db` prints "
+            "its URL); unset it to start the embedded one"
+        )
     print(
         f"database up: {database_display_url()}\n"
-        "  biobridge db --psql (another terminal) opens a shell on it; Ctrl-C stops it.",
+        "  connect any client (psql, a BI tool) to that URL, or `biobridge db --psql` from "
+        "another terminal; Ctrl-C stops it.",
         flush=True,
     )
     stop = threading.Event()

@@ -4,10 +4,13 @@ Postgres (the configured one, or an embedded server under BIOBRIDGE_DATA_DIR), a
 with its UI, the receiver in its own process (it keeps accepting webhooks whatever happens to
 Prefect or Postgres), and the ingest deployment served on a schedule in this process.
 
-Stopping: the children run in their own sessions, so a Ctrl-C in the terminal reaches only this
-process, which stops them in order: the runner first (it cancels the runs in flight while the
-Prefect server can still record their state), then the receiver and the server, then Postgres.
-A second Ctrl-C, or STOP_DEADLINE_S after the first, stops whatever is left at once.
+Stopping: the receiver and the server run in their own sessions, so a Ctrl-C in the terminal
+reaches this process and the flow runs in flight (they finish or abandon their batch and close
+their load record with the reason). This process stops in order: the runner first (it cancels
+the runs in flight while the Prefect server can still record their state), then the receiver and
+the server together, then Postgres. A second Ctrl-C, or STOP_DEADLINE_S after the first, stops
+what is left at once: flow-run processes still alive are killed and their runs set Crashed with
+a message, so no run stays Running. `up` also crashes runs a killed `up` left Running.
 
 One `up` per data dir: a lock file in the data dir says which process holds it, and
 `<data_dir>/stack.json` tells the other commands where the running stack's Prefect API is.
@@ -42,8 +45,11 @@ DEPLOYMENT = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
 DEPLOYMENT_TAGS = ["biobridge", "ingest"]
 # Seconds the runner waits between polls for runs to start (Prefect's default is 10).
 RUNNER_POLL_S = 2
-STOP_DEADLINE_S = 8.0
-CHILD_STOP_S = 5.0
+# One Ctrl-C returns the shell within ~10 s: the runner gets STOP_DEADLINE_S, then leftover
+# flow-run processes are killed, and the server and receiver get CHILD_STOP_S together.
+STOP_DEADLINE_S = 5.0
+CHILD_STOP_S = 2.5
+UNFINISHED = ("PENDING", "RUNNING", "CANCELLING")
 
 
 class StackError(RuntimeError):
@@ -122,21 +128,12 @@ def read_stack_file(data_dir: Path) -> dict[str, Any] | None:
     return info if http_ok(f"{info.get('api_url')}/health") else None
 
 
-def _spawn(
-    stack: ExitStack, args: list[str], *, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    env = os.environ.copy() if env is None else env
+def _spawn(args: list[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Own session: a Ctrl-C in the terminal reaches only `up`, which stops the children in order.
     # And asked to die with us: a SIGKILLed `up` leaves no server or receiver behind.
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+    return subprocess.Popen(  # noqa: S603 - fixed argv
         args, env=env, start_new_session=True, preexec_fn=die_with_parent
     )
-
-    def stop() -> None:
-        _stop_children([proc])
-
-    stack.callback(stop)
-    return proc
 
 
 def die_with_parent() -> None:
@@ -166,6 +163,56 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def kill_flow_processes() -> list[str]:
+    """SIGKILL the runner's flow-run processes (`python -m prefect.engine`, children of this
+    process) that outlived the deadline, with their descendants; what was killed. Their
+    uncommitted batch rolls back; the next run closes their load record as abandoned."""
+    import psutil  # type: ignore[import-untyped]
+
+    killed: list[psutil.Process] = []
+    for child in psutil.Process().children():
+        try:
+            if "prefect.engine" not in child.cmdline():
+                continue
+            for proc in [*child.children(recursive=True), child]:
+                proc.kill()
+                killed.append(proc)
+        except psutil.Error:  # it ended meanwhile
+            continue
+    psutil.wait_procs(killed, timeout=3)
+    return [f"pid {p.pid}" for p in killed]
+
+
+def crash_unfinished_runs(message: str) -> list[str]:
+    """Set every run of the served deployment still Pending/Running/Cancelling to Crashed with
+    `message`: only this `up` runs them (one per data dir), so none is really in flight now."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    crashed = []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType(t) for t in UNFINISHED])
+                )
+            ),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT_NAME])),
+        )
+        for run in runs:
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            crashed.append(run.name)
+    return crashed
 
 
 def _pending_files() -> str:
@@ -209,7 +256,6 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             "PREFECT_SERVER_API_PORT": str(prefect_port),
         }
         server = _spawn(
-            stack,
             [
                 sys.executable,
                 "-m",
@@ -223,9 +269,8 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             ],
             env=server_env,
         )
-        receiver = _spawn(
-            stack, [sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env
-        )
+        receiver = _spawn([sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env)
+        stack.callback(_stop_children, [receiver, server])  # together: within CHILD_STOP_S
         wait_http_ok(f"{api}/health", timeout_s=120, what="the Prefect server", proc=server)
         wait_http_ok(
             f"http://{settings.host}:{settings.port}/healthz",
@@ -247,9 +292,32 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
         stack_file = data_dir / STACK_FILE
         stack_file.write_text(json.dumps(info, indent=2))
         stack.callback(stack_file.unlink, missing_ok=True)
+        if left := crash_unfinished_runs(
+            "biobridge up stopped (killed) before this run finished; its load record says what "
+            "it committed, the rest loads on the next run"
+        ):
+            print(f"runs a previous `up` left unfinished, now Crashed: {', '.join(left)}")
         print(banner(info, every=every, landing=settings.landing_location()), flush=True)
-        serve_until_stopped(every)
-        print(f"biobridge stopped: {_pending_files()}", flush=True)
+        stopped_at = serve_until_stopped(every)
+        if killed := kill_flow_processes():
+            print(f"flow runs in flight after the deadline, killed: {', '.join(killed)}")
+        try:
+            crash_unfinished_runs(
+                f"biobridge up stopped and the run did not end within {STOP_DEADLINE_S:.0f}s: "
+                "its uncommitted batch was rolled back, its files load on the next run"
+            )
+        except Exception as exc:  # noqa: BLE001 - we are stopping; say so and go on
+            print(f"could not mark unfinished runs Crashed: {exc}", file=sys.stderr)
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        # Send the last log lines and events while the server is there: at exit, with the
+        # server gone, their workers would retry for seconds.
+        APILogWorker.drain_all(timeout=1)
+        EventsWorker.drain_all(timeout=1)
+        pending = _pending_files()
+        took = time.monotonic() - stopped_at
+        print(f"biobridge stopped in {took:.1f}s: {pending}", flush=True)
     return 0
 
 
@@ -269,8 +337,9 @@ def banner(info: dict[str, Any], *, every: int, landing: str) -> str:
     )
 
 
-def serve_until_stopped(every: int) -> None:
-    """Serve the ingest deployment until SIGINT/SIGTERM; then cancel runs in flight and return.
+def serve_until_stopped(every: int) -> float:
+    """Serve the ingest deployment until SIGINT/SIGTERM; then cancel runs in flight and return
+    the monotonic time of the first signal.
 
     The first signal asks the runner to stop (it cancels the runs in flight: they close their
     load record with the reason and their Prefect run ends Cancelled); a second signal, or
@@ -290,10 +359,16 @@ def serve_until_stopped(every: int) -> None:
         description=ingest.description,
     )
     stopping = threading.Event()
-    deadline = threading.Timer(STOP_DEADLINE_S, os.kill, (os.getpid(), signal.SIGINT))
-    deadline.daemon = True
-
     first_at = [0.0]
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        import asyncio
+
+        try:
+            asyncio.run(runner.start())
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failure.append(exc)
 
     def on_signal(signum: int, _frame: object) -> None:
         if stopping.is_set() and time.monotonic() - first_at[0] < 1.0:
@@ -309,28 +384,29 @@ def serve_until_stopped(every: int) -> None:
             file=sys.stderr,
             flush=True,
         )
-        deadline.start()
-        runner.handle_sigterm()
+        if runner.started and not runner.stopping:
+            runner.handle_sigterm()  # schedules its stop on the runner's own loop (thread-safe)
 
     signal.signal(signal.SIGINT, on_signal)
-    import asyncio
-
+    signal.signal(signal.SIGTERM, on_signal)
+    # The runner's loop runs in a thread of its own, so that the deadline holds however long its
+    # teardown takes: past STOP_DEADLINE_S this thread goes on stopping without it (and Runner
+    # installs no signal handler outside the main thread: ours stay).
+    thread = threading.Thread(target=serve, name="biobridge-runner", daemon=True)
+    thread.start()
     try:
-        asyncio.run(_start(runner, on_signal))
+        while thread.is_alive():
+            thread.join(timeout=0.2)
+            if stopping.is_set() and runner.started and not runner.stopping:
+                runner.handle_sigterm()  # the signal came while it was still starting
+            if stopping.is_set() and time.monotonic() - first_at[0] > STOP_DEADLINE_S:
+                print("the runner did not stop in time: stopping without it", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         pass
     finally:
-        deadline.cancel()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-async def _start(runner: Any, on_signal: Any) -> None:
-    start = runner.start()
-    # Runner.start installs its own SIGTERM handler: ours goes back on once it has.
-    import asyncio
-
-    task = asyncio.ensure_future(start)
-    await asyncio.sleep(0)
-    signal.signal(signal.SIGTERM, on_signal)
-    await task
+    if failure and not stopping.is_set():
+        raise StackError(f"the ingest runner stopped: {failure[0]}") from failure[0]
+    return first_at[0] or time.monotonic()

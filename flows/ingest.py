@@ -179,12 +179,15 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
     params = params or IngestParams()
     steps = ingest_tasks(get_pipeline_settings())
     steps.migrate_database()
-    load_id = steps.open_load(
-        kind=params.mode, flow_run_id=flow_run.get_id(), code_version=code_version()
-    )
-    # While this connection holds the load's liveness lock, no other run takes the load for
-    # abandoned; if this process dies, the next run marks it failed.
-    with load_liveness(database_url(), load_id):
+    # While this connection holds the load's liveness lock (taken before the record exists), no
+    # other run takes the load for abandoned; if this process dies, the next run marks it failed.
+    with load_liveness(database_url()) as load_id:
+        steps.open_load(
+            load_id=load_id,
+            kind=params.mode,
+            flow_run_id=flow_run.get_id(),
+            code_version=code_version(),
+        )
         counts = LoadCounts()
         discovered = 0
         try:
@@ -209,6 +212,8 @@ def ingest(params: IngestParams = DEFAULT_PARAMS) -> Any:
                     counts=counts,
                 )
         except BaseException as exc:
+            if stop_signal(exc) is not None:
+                ignore_further_stop_signals()  # the terminal's SIGINT, then the runner's SIGTERM
             close_and_report(steps, load_id, counts, discovered, error=exc)
             if (signalled := stop_signal(exc)) is not None and signalled is not exc:
                 raise signalled from None  # the run ends Crashed/Cancelled, not Failed
@@ -224,8 +229,8 @@ def final_state(load: LoadRecord, found: RunFindings) -> State[Any]:
     (the run list, the dashboard and automations can tell them apart); the load is the result."""
     totals = (
         f"load {load['load_id']}: {load['files_read']} files read, {load['rows_inserted']} rows "
-        f"inserted, {load['rows_updated']} updated, {load['records_quarantined']} records "
-        "quarantined"
+        f"inserted, {load['rows_updated']} updated, {load['rows_unchanged']} unchanged, "
+        f"{load['records_quarantined']} records quarantined"
     )
     if not found.warnings:
         return Completed(message=totals, data=load)
@@ -257,6 +262,17 @@ def stop_signal(error: BaseException) -> BaseException | None:
             return seen
         seen = seen.__context__
     return None
+
+
+def ignore_further_stop_signals() -> None:
+    """While a stopping run closes its load record, a second signal (a Ctrl-C reaches the run
+    from the terminal, then the runner's cancel sends SIGTERM) must not abort the close: the
+    record would stay 'running' with no reason. `biobridge up` kills the run at its deadline."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread (a flow called from a test's thread): nothing to do
+        pass
 
 
 def describe_error(error: BaseException) -> str:
@@ -330,7 +346,9 @@ def close_and_report(
     if not publish(load, counts, discovered, files=files, found=found):
         logger.info("load %d: nothing new to load", load_id)
     if error is not None:
-        logger.error("load %d failed after %d files: %s", load_id, counts.files_read, error)
+        logger.error(
+            "load %d failed after %d files: %s", load_id, counts.files_read, describe_error(error)
+        )
     else:
         totals = ", ".join(f"{name} {load[name]}" for name in LOAD_TOTALS)  # type: ignore[literal-required]
         logger.info("load %d: %s", load_id, totals)

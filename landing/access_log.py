@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from landing.metrics import observe
+
 LOG_FIELDS = "biobridge.log"
 logger = logging.getLogger("biobridge.receiver")
 
@@ -51,6 +53,7 @@ class AccessLogMiddleware:
             raise
         finally:
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            observe(fields)  # the Prometheus counters of GET /metrics
             status = fields["status"] or 0
             level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else 0
             logger.log(level or logging.INFO, "%s", orjson.dumps(fields).decode())

@@ -91,6 +91,16 @@ def openapi_schema() -> dict[str, Any]:
                 },
             },
             "/healthz": {"get": {"responses": {"200": {"description": "The process is up."}}}},
+            "/metrics": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text: webhook requests by vendor and "
+                            "status, landing latency (this process)."
+                        }
+                    }
+                }
+            },
             "/readyz": {
                 "get": {
                     "responses": {

@@ -28,6 +28,7 @@ from landing.fast_path import Delivery, WebhookApp
 from landing.group_commit import store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
+from landing.metrics import metrics_endpoint
 from landing.open_routes import CREDENTIALS, open_routes, opted_out
 from landing.openapi import openapi_schema
 from landing.request_body import (
@@ -60,6 +61,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
             Route("/webhooks/{vendor}", receiver.handshake, methods=["GET", "HEAD"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", receiver.readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route(
                 "/openapi.json",
                 lambda _: Response(schema, media_type="application/json"),

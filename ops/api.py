@@ -15,6 +15,7 @@ from ops.verify import VerifyReport, verify
 from tasks.discover import settle_window
 from tasks.runtime import database_url, landing_store
 from tasks.settings import get_pipeline_settings
+from warehouse.embedded_pg import embedded_tcp_url
 from warehouse.errors import DatabaseError
 from warehouse.migrate import apply_migrations
 from warehouse.postgres import connect, display_url, with_connect_timeout
@@ -36,6 +37,7 @@ __all__ = [
     "check_database",
     "check_health",
     "database_display_url",
+    "database_is_embedded",
     "database_url",
     "lineage",
     "list_quarantine",
@@ -91,9 +93,19 @@ def rows_per_metric() -> list[tuple[str, str, str | None, int]]:
         return [(str(d), str(m), u, int(n)) for d, m, u, n in cur.fetchall()]
 
 
-def database_display_url() -> str:
-    """The pipeline's database URL with the password masked (for banners and `biobridge db`)."""
-    return display_url(database_url())
+def database_display_url(*, reveal: bool = False) -> str:
+    """Where clients connect (banners, `biobridge db`), password masked unless `reveal`: the
+    embedded server's TCP URL when it listens on TCP (BI tools), else the pipeline's URL."""
+    url = database_url()
+    settings = get_pipeline_settings()
+    if settings.database_url is None and (tcp := embedded_tcp_url(settings.data_dir)):
+        return tcp
+    return url.get_secret_value() if reveal else display_url(url)
+
+
+def database_is_embedded() -> bool:
+    """True when no BIOBRIDGE_DATABASE_URL is set (the pipeline uses the embedded server)."""
+    return get_pipeline_settings().database_url is None
 
 
 def backlog_summary() -> tuple[int, datetime | None]:

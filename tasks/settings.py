@@ -21,6 +21,16 @@ class PipelineSettings(Settings):
         default=None,
         description="postgresql://... for the pipeline; unset: an embedded Postgres in data_dir.",
     )
+    embedded_db_host: str = Field(
+        default="127.0.0.1",
+        description="Address the embedded Postgres takes TCP connections on; empty: socket only.",
+    )
+    embedded_db_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="TCP port of the embedded Postgres; 0: a free port chosen once, then kept.",
+    )
     ingest_interval_s: int = Field(
         default=60, ge=5, description="Seconds between scheduled ingest runs (`biobridge up`)."
     )
@@ -55,11 +65,12 @@ class PipelineSettings(Settings):
         le=1,
         description="A run whose share of quarantined files exceeds this emits the alert event.",
     )
+    # At least 10 s: Prefect refuses a shorter window on a proactive trigger.
     alert_no_ingest_s: int = Field(
-        default=1800, ge=60, description="Automation: no successful ingest for this long fires."
+        default=1800, ge=10, description="Automation: no successful ingest for this long fires."
     )
     alert_vendor_silence_s: int = Field(
-        default=21600, ge=60, description="Automation: a vendor that sent, silent this long."
+        default=21600, ge=10, description="Automation: a vendor that sent, silent this long."
     )
 
 

@@ -71,13 +71,14 @@ def migrate_database() -> list[str]:
     return applied
 
 
-def open_load(*, kind: str, flow_run_id: str | None, code_version: str) -> int:
-    """Create this run's load record; every row it loads points back at it."""
+def open_load(*, load_id: int, kind: str, flow_run_id: str | None, code_version: str) -> int:
+    """Create this run's load record (its id reserved and locked by `ledger.load_liveness`);
+    every row it loads points back at it. First close the records of runs that died."""
     with connect(database_url()) as conn:
         if closed := ledger.close_abandoned_loads(conn):
             get_run_logger().warning("marked %d abandoned load records as failed", closed)
         return ledger.start_load(
-            conn, flow_run_id=flow_run_id, kind=kind, code_version=code_version
+            conn, load_id=load_id, flow_run_id=flow_run_id, kind=kind, code_version=code_version
         )
 
 

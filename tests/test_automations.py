@@ -120,3 +120,38 @@ def test_old_backlog_emits_the_stale_event_and_its_automation_fires(pipeline: Pi
     assert events_named([QUARANTINE_RATE], since) == []  # nothing was quarantined
     fired = wait_for_events(["prefect.automation.triggered"], since, count=1)
     assert any("backlog" in (e.resource.get("prefect.resource.name") or "") for e in fired)
+
+
+def fired_automations(since: datetime, name_part: str, *, count: int = 1) -> list[Any]:
+    """`prefect.automation.triggered` events of the automation whose name has `name_part`."""
+    found: list[Any] = []
+    for _ in range(120):  # proactive triggers are evaluated every 5 s
+        found = [
+            e
+            for e in events_named(["prefect.automation.triggered"], since)
+            if name_part in (e.resource.get("prefect.resource.name") or "")
+        ]
+        if len(found) >= count:
+            break
+        time.sleep(0.5)
+    return found
+
+
+def test_silence_automations_fire_when_nothing_arrives(pipeline: Pipeline) -> None:
+    """The proactive automations fire on an absence: no successful ingest for N seconds, and a
+    vendor that delivered, then nothing (thresholds shortened to Prefect's 10 s minimum)."""
+    install_automations(PipelineSettings(alert_no_ingest_s=10, alert_vendor_silence_s=10))
+    since = datetime.now(UTC)
+    assert pipeline.post("whoop", generic_body("u_silent")).status_code == 202
+    assert pipeline.ingest(vendors=["whoop"]).is_completed()  # whoop delivered once, then silence
+    (delivered,) = wait_for_events([VENDOR_DELIVERED], since, count=1)
+    assert delivered.resource.id == "biobridge.vendor.whoop"
+
+    silent = fired_automations(since, "vendor stopped sending")
+    assert silent, "the vendor-silence automation did not fire within 60 s"
+    assert silent[0].occurred >= delivered.occurred + timedelta(seconds=10)
+    assert "biobridge.vendor.whoop" in str(silent[0].payload), silent[0].payload
+
+    idle = fired_automations(since, "no successful ingest")
+    assert idle, "the no-ingest automation did not fire within 60 s"
+    install_automations(PipelineSettings())  # back to the defaults for the other tests

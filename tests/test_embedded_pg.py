@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,14 @@ from pydantic import SecretStr
 
 from tasks.settings import PipelineSettings
 from warehouse import embedded_pg
-from warehouse.embedded_pg import cluster_folder, start_embedded_postgres, stop_embedded_postgres
+from warehouse.embedded_pg import (
+    Listen,
+    cluster_folder,
+    embedded_tcp_url,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
+from warehouse.errors import EmbeddedPostgresError
 from warehouse.postgres import connect, resolve_database_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +86,7 @@ def test_start_reuse_and_stop(data_dir: Path) -> None:
     settings = PipelineSettings(data_dir=data_dir, database_url=None)
     url = resolve_database_url(settings).get_secret_value()
     pgdata = data_dir / "postgres"
-    assert url == f"postgresql://postgres:@/postgres?host={pgdata}"
+    assert url.startswith(f"postgresql://postgres:@/postgres?host={pgdata}&port=")
     user, database, version = query(
         url, "SELECT current_user, current_database(), current_setting('server_version_num')::int"
     )
@@ -151,8 +159,68 @@ def test_root_never_opens_a_closed_parent(data_dir: Path, monkeypatch: pytest.Mo
         assert (inner / "postgres").is_symlink()
         pgdata = (inner / "postgres").resolve()
         assert pgdata.parent == data_dir.parent / "fallback"
-        assert url == f"postgresql://postgres:@/postgres?host={pgdata}"
+        assert url.startswith(f"postgresql://postgres:@/postgres?host={pgdata}")
         assert query(url, "SELECT 1") == (1,)
         assert closed.stat().st_mode & 0o777 == 0o700
     finally:
         stop_embedded_postgres(inner)
+
+
+def tcp_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def test_listens_on_loopback_tcp_and_keeps_its_port(data_dir: Path) -> None:
+    """Issue 12 Why 4: BI tools connect over TCP (the package alone starts socket-only)."""
+    start_embedded_postgres(data_dir)
+    tcp = embedded_tcp_url(data_dir)
+    assert tcp is not None and tcp.startswith("postgresql://postgres@127.0.0.1:"), tcp
+    port = tcp_port(tcp)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # a real TCP listener, not only the socket
+    assert query(tcp, "SELECT host(inet_server_addr()), inet_server_port()") == ("127.0.0.1", port)
+
+    pid = server_pid(data_dir / "postgres")
+    stop_embedded_postgres(data_dir)
+    wait_gone(pid)
+    assert embedded_tcp_url(data_dir) is None  # stopped: nothing to connect to
+    start_embedded_postgres(data_dir)
+    assert embedded_tcp_url(data_dir) == tcp  # the BI tool's saved connection still works
+    assert query(tcp, "SELECT 1") == (1,)
+
+
+def test_socket_only_and_a_taken_port(data_dir: Path) -> None:
+    url = start_embedded_postgres(data_dir, Listen(host=""))
+    assert embedded_tcp_url(data_dir) is None
+    assert query(url, "SELECT 1") == (1,)
+    stop_embedded_postgres(data_dir)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        taken_message = f"port {port} .*BIOBRIDGE_EMBEDDED_DB_PORT"
+        with pytest.raises(EmbeddedPostgresError, match=taken_message):
+            start_embedded_postgres(data_dir, Listen(port=port))
+
+
+def test_db_start_runs_the_database_alone_and_db_prints_its_tcp_url(data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIOBRIDGE_")}
+    env["BIOBRIDGE_DATA_DIR"] = str(data_dir)
+    cli = [sys.executable, "-m", "deployments.cli", "db"]
+    alone = subprocess.Popen([*cli, "start"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert alone.stdout is not None
+        first = alone.stdout.readline()
+        assert first.startswith("database up: postgresql://postgres@127.0.0.1:"), first
+        tcp = first.split()[2]
+        assert query(tcp, "SELECT count(*) FROM pg_stat_activity WHERE false") == (0,)
+        printed = subprocess.run(
+            cli, cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60
+        )
+        assert printed.stdout.strip() == tcp
+        pid = server_pid(data_dir / "postgres")
+    finally:
+        alone.send_signal(signal.SIGTERM)
+        assert alone.wait(30) == 0
+    wait_gone(pid)  # the last holder stopped it

@@ -132,6 +132,78 @@ def test_run_report_artifact_says_what_was_rejected(pipeline: Pipeline) -> None:
     assert "sleep_score" in str(newest.data) and "&lt;body&gt;" in str(newest.data)
 
 
+def test_a_run_with_warnings_says_so_in_its_prefect_state_and_tags(pipeline: Pipeline) -> None:
+    """Issue 12 Why 5: a run that quarantined files was a plain green "Completed" with no message.
+    Ops see what the API serves the UI: the state's name and message, and the run's tags (the
+    dashboard and run list filter on them); a clean run stays a plain Completed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+        FlowRunFilterTags,
+    )
+
+    from flows.report import WARNING_STATE_NAME
+
+    assert pipeline.post("oura", generic_body("u_warn")).status_code == 202
+    land_raw(pipeline, "whoop", b"\x00\x01 not json")
+    warned = pipeline.ingest()
+    assert pipeline.post("oura", generic_body("u_clean")).status_code == 202
+    assert pipeline.post("oura", generic_body("u_clean")).status_code == 202  # the same again
+    clean = pipeline.ingest()
+    empty = pipeline.ingest()  # nothing new: a minute-by-minute run that must not bury the rest
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(warned.state_details.flow_run_id)
+        ok = client.read_flow_run(clean.state_details.flow_run_id)
+        keys = {
+            name: sorted(
+                a.key or ""
+                for a in client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        flow_run_id=ArtifactFilterFlowRunId(any_=[s.state_details.flow_run_id])
+                    )
+                )
+            )
+            for name, s in (("warned", warned), ("clean", clean), ("empty", empty))
+        }
+        ids = FlowRunFilterId(any_=[run.id, ok.id])
+        by_name = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=ids,
+                state=FlowRunFilterState(name=FlowRunFilterStateName(any_=[WARNING_STATE_NAME])),
+            )
+        )
+        by_tag = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=ids, tags=FlowRunFilterTags(all_=["warnings"]))
+        )
+    assert run.state is not None and ok.state is not None
+    assert (run.state.type.value, run.state.name) == ("COMPLETED", "Completed with warnings")
+    assert "1 records quarantined (1 of 2 files wholly rejected)" in (run.state.message or "")
+    assert {"quarantine", "warnings"} <= set(run.tags)
+    assert [r.id for r in by_name] == [run.id] and [r.id for r in by_tag] == [run.id]
+
+    # Artifacts: warnings get their own key (a history of only the runs worth a look); an
+    # empty run publishes no report, only the trends.
+    assert keys["warned"] == [
+        "ingest-reasons",
+        "ingest-summary",
+        "ingest-trends",
+        "ingest-warnings",
+    ]
+    assert keys["clean"] == ["ingest-reasons", "ingest-summary", "ingest-trends"]
+    assert keys["empty"] == ["ingest-trends"]
+    assert (ok.state.type.value, ok.state.name) == ("COMPLETED", "Completed")
+    assert "warnings" not in ok.tags
+    # Issue 12 Why 6: the state says how many rows were unchanged (identical data posted again),
+    # the load record's own figure.
+    assert f"{clean.result()['rows_unchanged']} unchanged" in (ok.state.message or "")
+
+
 def test_redelivery_with_corrected_values_latest_received_wins(pipeline: Pipeline) -> None:
     assert pipeline.post("oura", generic_body("u_fix", readiness_score=50)).status_code == 202
     assert pipeline.ingest().is_completed()

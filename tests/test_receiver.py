@@ -174,7 +174,7 @@ def test_health_readiness_and_openapi(client: httpx.Client, store: ObjectStore) 
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {"/webhooks/{vendor}", "/healthz", "/readyz"}
+    assert set(schema["paths"]) == {"/webhooks/{vendor}", "/healthz", "/readyz", "/metrics"}
     assert count_objects(store) == 0
 
 

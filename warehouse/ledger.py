@@ -40,28 +40,31 @@ ABANDONED = (
 
 
 @contextmanager
-def load_liveness(url: Dsn, load_id: int) -> Iterator[None]:
-    """Hold a session advisory lock for `load_id` while the run is alive.
+def load_liveness(url: Dsn, load_id: int | None = None) -> Iterator[int]:
+    """Hold a session advisory lock for a load while its run is alive; yields the load id.
 
-    If the process dies the lock goes with its connection, and the next run can tell that the
-    load record still marked 'running' belongs to nobody (see `close_abandoned_loads`).
+    Without `load_id` it reserves the next one, locked before its record exists (open the record
+    with `start_load(load_id=...)`): a 'running' record whose lock is free then belongs to nobody,
+    however young, and the next run closes it (`close_abandoned_loads`). If the process dies the
+    lock goes with its connection.
     """
     from warehouse.postgres import connect
 
     with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        if load_id is None:
+            cur.execute("SELECT nextval(pg_get_serial_sequence('biobridge.loads', 'load_id'))")
+            (reserved,) = one_row(cur)
+            load_id = int(reserved)
         cur.execute("SELECT pg_advisory_lock($1::int, $2::int)", (LOAD_LOCK_CLASS, load_id))
         cur.fetchall()
-        yield
+        yield load_id
 
 
 def close_abandoned_loads(conn: Connection) -> int:
     """Mark as failed every 'running' load whose process no longer holds its liveness lock."""
     closed = 0
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT load_id FROM biobridge.loads WHERE status = 'running' "
-            "AND started_at < now() - interval '1 minute' ORDER BY load_id"
-        )
+        cur.execute("SELECT load_id FROM biobridge.loads WHERE status = 'running' ORDER BY load_id")
         for (load_id,) in cur.fetchall():
             cur.execute(
                 "SELECT pg_try_advisory_xact_lock($1::int, $2::int)", (LOAD_LOCK_CLASS, load_id)
@@ -78,17 +81,34 @@ def close_abandoned_loads(conn: Connection) -> int:
     return closed
 
 
-def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_version: str) -> int:
-    """Open a load record and commit it, so rows and quarantine entries can point at it."""
+def start_load(
+    conn: Connection,
+    *,
+    flow_run_id: str | None,
+    kind: str,
+    code_version: str,
+    load_id: int | None = None,
+) -> int:
+    """Open a load record and commit it, so rows and quarantine entries can point at it.
+
+    `load_id`: the id `load_liveness` reserved and locked (a flow's load); None takes the next.
+    """
     with conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO biobridge.loads (flow_run_id, kind, code_version) "
-            "VALUES ($1, $2, $3) RETURNING load_id",
-            (flow_run_id, kind, code_version),
-        )
-        (load_id,) = one_row(cur)
+        if load_id is None:
+            cur.execute(
+                "INSERT INTO biobridge.loads (flow_run_id, kind, code_version) "
+                "VALUES ($1, $2, $3) RETURNING load_id",
+                (flow_run_id, kind, code_version),
+            )
+        else:
+            cur.execute(
+                "INSERT INTO biobridge.loads (load_id, flow_run_id, kind, code_version) "
+                "OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4) RETURNING load_id",
+                (load_id, flow_run_id, kind, code_version),
+            )
+        (opened,) = one_row(cur)
     conn.commit()
-    return int(load_id)
+    return int(opened)
 
 
 def finish_load(

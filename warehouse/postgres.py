@@ -13,7 +13,7 @@ from adbc_driver_manager.dbapi import Cursor
 from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
-from warehouse.embedded_pg import start_embedded_postgres
+from warehouse.embedded_pg import Listen, start_embedded_postgres
 from warehouse.errors import PermanentDatabaseError, TransientDatabaseError
 
 # Retrying helps: serialization failure, deadlock, connection exceptions (08*), admin or crash
@@ -47,6 +47,12 @@ class DatabaseSettings(Protocol):
     @property
     def data_dir(self) -> Path: ...
 
+    @property
+    def embedded_db_host(self) -> str: ...
+
+    @property
+    def embedded_db_port(self) -> int: ...
+
 
 def resolve_database_url(settings: DatabaseSettings) -> SecretStr:
     """The configured `database_url`, else the URI of the embedded server under `data_dir`.
@@ -55,7 +61,8 @@ def resolve_database_url(settings: DatabaseSettings) -> SecretStr:
     """
     if settings.database_url is not None:
         return settings.database_url
-    return SecretStr(start_embedded_postgres(settings.data_dir))
+    listen = Listen(host=settings.embedded_db_host, port=settings.embedded_db_port)
+    return SecretStr(start_embedded_postgres(settings.data_dir, listen))
 
 
 def connect(url: Dsn, *, autocommit: bool = False) -> Connection:
