@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from prefect import State
     from prefect.client.schemas.objects import FlowRun
 
-    from flows.ingest import IngestParams
+    from flows.params import IngestParams
 
 SUMMARY_FIELDS = tuple((name.replace("_", " "), name) for name in LOAD_TOTALS)
 
@@ -115,7 +115,7 @@ def _run_ingest(
 ) -> int:
     from pydantic import ValidationError
 
-    from flows.ingest import IngestParams
+    from flows.params import IngestParams
 
     try:
         params = IngestParams(

@@ -11,7 +11,7 @@ import gc
 import json
 import signal
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
 from prefect import State, Task, flow, get_client, get_run_logger
@@ -19,13 +19,12 @@ from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
 from prefect.states import Completed
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
 from flows.alerts import emit_run_events
+from flows.params import IngestParams
 from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
 from flows.trends import publish_trends
 from flows.version import code_version
-from landing.keys import VENDORS
 from schemas.loads import LOAD_TOTALS, LoadCounts, LoadRecord
 from tasks.batch import BatchSpec
 from tasks.runtime import database_url
@@ -38,53 +37,6 @@ from warehouse.quarantine import oldest_pending, quarantined_files
 # How long a stopping run waits for its batches in flight before it abandons them (they roll back
 # and their files stay pending): `biobridge up` must stop within a few seconds of Ctrl-C.
 STOP_GRACE_S = 3.0
-
-
-def _known_vendor(name: str) -> str:
-    if name not in VENDORS:
-        raise ValueError(f"unknown vendor {name!r}: expected one of {', '.join(VENDORS)}")
-    return name
-
-
-Vendor = Annotated[
-    str,
-    AfterValidator(_known_vendor),
-    WithJsonSchema({"type": "string", "enum": list(VENDORS)}),
-]
-"""A routed vendor (`landing.keys.VENDORS`), a drop-down in the Prefect UI."""
-FileState = Literal["loaded", "quarantined", "deferred"]
-
-
-class IngestParams(BaseModel):
-    """What one run should do. Rendered as a form in the Prefect UI."""
-
-    mode: Literal["scheduled", "backfill", "replay"] = Field(
-        default="scheduled",
-        description=(
-            "scheduled: list new partitions and load what is pending. backfill: list the "
-            "whole received window (or everything) and load what is new. replay: load files "
-            "of the window again (e.g. quarantined ones after a fix)."
-        ),
-    )
-    vendors: list[Vendor] = Field(default_factory=lambda: list(VENDORS), min_length=1)
-    received_from: datetime | None = Field(
-        default=None, description="Backfill/replay: files received at or after this instant."
-    )
-    received_until: datetime | None = Field(
-        default=None, description="Backfill/replay: files received before this instant."
-    )
-    replay_states: list[FileState] = Field(
-        default_factory=lambda: list[FileState](["quarantined"]),
-        description="Replay: which ledger states go back to pending.",
-    )
-    batch_files: int = Field(default=2000, ge=1, le=50_000, description="Files per transaction.")
-    workers: int = Field(default=2, ge=1, le=16, description="Batches loaded in parallel.")
-
-    @model_validator(mode="after")
-    def _window_is_ordered(self) -> IngestParams:
-        if self.received_from and self.received_until and self.received_from >= self.received_until:
-            raise ValueError("received_from must be before received_until")
-        return self
 
 
 def load_backlog(
