@@ -107,6 +107,8 @@ def discover_files(
     with connect(database_url()) as conn:
         settle = settle_window(get_pipeline_settings().ack_deadline_s)
         found = discover(conn, landing_store(), vendors=vendors, window=window, settle=settle)
+        if sum(found.values()) >= ledger.ANALYZE_AFTER_NEW_FILES:
+            ledger.refresh_statistics(conn)
     get_run_logger().info("discovered %d new files: %s", sum(found.values()), found)
     return found
 
