@@ -108,8 +108,10 @@ class Landed:
 
 
 def generic_body(t: Templates, n: int) -> bytes:
-    """Generic shape, 7 metrics; file n is user n % USERS on day n // USERS (unique keys)."""
-    stamp = FIRST_DAY + timedelta(days=n // USERS, seconds=n % 86_400)
+    """Generic shape, 7 metrics; file n is user n % USERS in hour n // USERS (unique keys; a
+    million files span 42 days, none in the future: by day, files past ~700k were quarantined
+    as future measurements)."""
+    stamp = FIRST_DAY + timedelta(hours=n // USERS, seconds=n % 3_600)
     data = {**t.generic["data"], "readiness_score": 60 + n % 40, "resting_heart_rate": 45 + n % 20}
     return orjson.dumps(
         {
