@@ -2,6 +2,7 @@
 
     uv run python benchmarks/ingest.py [--files 20000] [--hr-share 0.1] [--hr-samples 360]
         [--mix hr-share|small|both] [--workers 2] [--batch-files 2000] [--database-url URL]
+        [--memory-only] [--work-dir DIR]
 
 `--mix both` runs the small-file mix (7 rows per file) and then the Garmin mix (10 %).
 
@@ -32,7 +33,9 @@ What it does, in order:
 How to read it: `x binary` = ceiling seconds / ours; 1.0 would mean that reading, parsing,
 flattening, validating, the ledger and the upsert cost nothing beyond writing the rows. Peak RSS
 should not grow with `--files` (batches are bounded); compare runs at 20,000 and 100,000 files.
-Stage times are thread-busy seconds, so with 2 workers they can add up to twice the wall time.
+Stage times are thread-busy seconds, so with 2 workers they can add up to twice the wall time;
+beside them, each stage's thread CPU seconds and the flow process's CPU seconds per 1k files,
+which a loaded machine disturbs far less than wall times.
 """
 
 from __future__ import annotations
@@ -105,8 +108,10 @@ class Landed:
 
 
 def generic_body(t: Templates, n: int) -> bytes:
-    """Generic shape, 7 metrics; file n is user n % USERS on day n // USERS (unique keys)."""
-    stamp = FIRST_DAY + timedelta(days=n // USERS, seconds=n % 86_400)
+    """Generic shape, 7 metrics; file n is user n % USERS in hour n // USERS (unique keys; a
+    million files span 42 days, none in the future: by day, files past ~700k were quarantined
+    as future measurements)."""
+    stamp = FIRST_DAY + timedelta(hours=n // USERS, seconds=n % 3_600)
     data = {**t.generic["data"], "readiness_score": 60 + n % 40, "resting_heart_rate": 45 + n % 20}
     return orjson.dumps(
         {
@@ -183,16 +188,21 @@ def land_files(root: Path, *, files: int, hr_share: float, hr_samples: int) -> L
 
 
 class StageClock:
-    """Busy seconds and calls per label, summed over threads."""
+    """Busy seconds, CPU seconds of the calling thread, and calls per label, summed over threads.
+
+    On a shared machine the busy (wall) seconds include waiting for a core and for the GIL;
+    the thread CPU seconds are what a stage costs this process, and vary much less."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
-    def add(self, label: str, seconds: float) -> None:
+    def add(self, label: str, seconds: float, cpu: float = 0.0) -> None:
         with self._lock:
             self.seconds[label] += seconds
+            self.cpu[label] += cpu
             self.calls[label] += 1
 
     def wrap(self, label: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -201,11 +211,12 @@ class StageClock:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            cpu = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 name = label(*args, **kwargs) if callable(label) else label
-                self.add(name, time.perf_counter() - started)
+                self.add(name, time.perf_counter() - started, time.thread_time() - cpu)
 
         return timed
 
@@ -278,16 +289,19 @@ def run_only(args: argparse.Namespace) -> None:
     warm_up()
     clock = StageClock()
     instrument(clock)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    rss_before = before.ru_maxrss
     started = time.perf_counter()
     load = ingest(IngestParams(batch_files=args.batch_files, workers=args.workers))
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         "seconds": seconds,
+        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         "load": {k: v for k, v in load.items() if isinstance(v, int | str | None)},
         "rss_before_kib": rss_before,
         "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "stages": {k: [clock.seconds[k], clock.calls[k]] for k in clock.seconds},
+        "stages": {k: [clock.seconds[k], clock.calls[k], clock.cpu[k]] for k in clock.seconds},
     }
     Path(args.result).write_text(json.dumps(result, default=str))
 
@@ -495,19 +509,47 @@ def report(
         f"ceilings' input exported in {binary.export_seconds + ceilings['csv'].export_seconds:.1f}"
         " s (not timed)"
     )
-    print(f"\nstage busy seconds (summed over threads; wall {seconds:.2f} s):")
-    for label, (secs, calls) in sorted(child["stages"].items(), key=lambda kv: -kv[1][0]):
-        print(f"  {label:<45} {secs:8.2f} s {calls:6d} calls")
+    cpu = child["cpu_seconds"]
+    print(
+        f"\nthe flow process used {cpu:.2f} CPU s ({1000 * cpu / landed.files:.3f} per 1k files; "
+        "the Prefect API and Postgres are other processes)"
+    )
+    print(f"\nstage busy and thread-CPU seconds (summed over threads; wall {seconds:.2f} s):")
+    for label, (secs, calls, cpu_s) in sorted(child["stages"].items(), key=lambda kv: -kv[1][0]):
+        print(f"  {label:<45} {secs:8.2f} s {cpu_s:8.2f} cpu {calls:6d} calls")
     summary = {
         "files": landed.files,
         "garmin_files": landed.garmin_files,
         "rows": rows,
         "flow_s": round(seconds, 3),
         "process_s": round(child["child_seconds"], 3),
+        "flow_cpu_s": round(cpu, 3),
+        "flow_cpu_s_per_1k_files": round(1000 * cpu / landed.files, 3),
         "binary_ceiling_s": round(binary.seconds, 3),
         "csv_ceiling_s": round(ceilings["csv"].seconds, 3),
         "ratio_binary": round(binary.seconds / seconds, 3),
         "peak_rss_mib": round(child["rss_peak_kib"] / mib),
+    }
+    print("\nRESULT " + json.dumps(summary))
+
+
+def report_memory(landed: Landed, child: dict[str, Any], rows: int) -> None:
+    """`--memory-only`: the flow's time, CPU and peak RSS, without the ceilings."""
+    seconds, cpu = child["seconds"], child["cpu_seconds"]
+    print(
+        f"{landed.files:,} files, {rows:,} rows: flow {seconds:.1f} s "
+        f"({landed.files / seconds:,.0f} files/s), {cpu:.1f} CPU s, peak RSS "
+        f"{child['rss_peak_kib'] / 1024:,.0f} MiB ({child['rss_before_kib'] / 1024:,.0f} MiB "
+        "before the flow)"
+    )
+    summary = {
+        "files": landed.files,
+        "rows": rows,
+        "flow_s": round(seconds, 3),
+        "process_s": round(child["child_seconds"], 3),
+        "flow_cpu_s": round(cpu, 3),
+        "peak_rss_mib": round(child["rss_peak_kib"] / 1024),
+        "rss_before_flow_mib": round(child["rss_before_kib"] / 1024),
     }
     print("\nRESULT " + json.dumps(summary))
 
@@ -539,6 +581,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
         help="where the landing folder, Prefect's home and the ceiling CSV go (tmpfs: file "
         "creation on a busy disk would dominate generating the files)",
+    )
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="skip the two ceilings (a run at --files 1000000 to compare peak RSS with 100000: "
+        "the landing folder then takes ~8 GiB of tmpfs, give --work-dir a disk folder)",
     )
     parser.add_argument("--_run-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -629,6 +677,9 @@ def run_one(args: argparse.Namespace) -> None:
             )
         if load["files_read"] != landed.files:
             raise SystemExit(f"the flow read {load['files_read']} of {landed.files} files")
+        if args.memory_only:
+            report_memory(landed, child, rows)
+            return
         ceilings = {
             "csv": measure_ceiling(run.db_url, run.work, psql=psql),
             "binary": measure_binary_ceiling(run.db_url, run.work, psql=psql),

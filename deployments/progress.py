@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from flows.ingest import IngestParams
+    from flows.params import IngestParams
 
 POLL_S = 0.5
 WIDTH = 30

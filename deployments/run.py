@@ -5,7 +5,8 @@ With `biobridge up` running on the same data dir (found through `<data_dir>/stac
 starts within the runner's poll interval); no temporary Prefect server is started. A server that
 does not serve the deployment (a bare `prefect server start`) gets the run from this process.
 Otherwise the flow runs here, on a temporary Prefect API that dies with this process (also when
-it is killed).
+it is killed). That API is started first, before this process imports the flow: its start-up
+(~8-20 s, mostly imports) and ours (~5-10 s) then overlap instead of adding up.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from prefect import State
     from prefect.client.schemas.objects import FlowRun
 
-    from flows.ingest import IngestParams
+    from flows.params import IngestParams
 
 SUMMARY_FIELDS = tuple((name.replace("_", " "), name) for name in LOAD_TOTALS)
 
@@ -86,9 +87,41 @@ def run_ingest(
     api = stack_api_url()
     if api:
         os.environ["PREFECT_API_URL"] = api
+    with ExitStack() as stack:
+        # Started now, awaited only when the flow starts: it boots while we import the flow.
+        server = api or stack.enter_context(temporary_api())
+        return _run_ingest(
+            mode=mode,
+            vendors=vendors,
+            received_from=received_from,
+            received_until=received_until,
+            replay_states=replay_states,
+            batch_files=batch_files,
+            workers=workers,
+            chunk_hours=chunk_hours,
+            chunk_parallel=chunk_parallel,
+            here=here,
+            server=server,
+        )
+
+
+def _run_ingest(
+    *,
+    mode: str,
+    vendors: Sequence[str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+    replay_states: Sequence[str],
+    batch_files: int,
+    workers: int,
+    chunk_hours: int | None,
+    chunk_parallel: int,
+    here: bool,
+    server: str | TemporaryApi,
+) -> int:
     from pydantic import ValidationError
 
-    from flows.ingest import IngestParams
+    from flows.params import IngestParams
 
     try:
         params = IngestParams(
@@ -116,9 +149,9 @@ def run_ingest(
     from deployments.progress import chunk_progress
 
     with chunk_progress(params):
-        if api and not here and deployment_served(api):
-            return submit(params.model_dump(mode="json"), api=api)
-        return run_here(params, api=api)
+        if isinstance(server, str) and not here and deployment_served(server):
+            return submit(params.model_dump(mode="json"), api=server)
+        return run_here(params, api=server)
 
 
 def deployment_served(api: str) -> bool:
@@ -134,8 +167,8 @@ def deployment_served(api: str) -> bool:
     return True
 
 
-def run_here(params: IngestParams, *, api: str | None) -> int:
-    """Run the flow in this process: on `api` when given (it shows in that server's UI), else
+def run_here(params: IngestParams, *, api: str | TemporaryApi) -> int:
+    """Run the flow in this process: on the server at `api` (it shows in that server's UI), or
     on a temporary Prefect API that dies with this process."""
     from ops.api import check_database
 
@@ -144,9 +177,8 @@ def run_here(params: IngestParams, *, api: str | None) -> int:
 
     from flows.ingest import ingest
 
-    with ExitStack() as stack:
-        url = api if api else stack.enter_context(temporary_api())
-        stack.enter_context(temporary_settings({PREFECT_API_URL: url}))
+    url = api if isinstance(api, str) else api.wait()
+    with temporary_settings({PREFECT_API_URL: url}):
         state = cast("State[Any]", ingest(params, return_state=True))
         from prefect.logging.handlers import APILogWorker
 
@@ -163,10 +195,25 @@ def run_here(params: IngestParams, *, api: str | None) -> int:
     return 1
 
 
+class TemporaryApi:
+    """A temporary Prefect API being started: `wait` returns its URL once it answers."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def wait(self) -> str:
+        wait_http_ok(
+            f"{self.url}/health", timeout_s=120, what="the temporary Prefect API", proc=self.proc
+        )
+        return self.url
+
+
 @contextmanager
-def temporary_api() -> Iterator[str]:
+def temporary_api() -> Iterator[TemporaryApi]:
     """A Prefect API (no UI) for one run in this process, as Prefect's own temporary server is,
-    but asked to die with us: a killed `biobridge ingest` leaves no server behind."""
+    but asked to die with us: a killed `biobridge ingest` leaves no server behind. It starts in
+    the background; `TemporaryApi.wait` waits until it answers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -183,9 +230,7 @@ def temporary_api() -> Iterator[str]:
         preexec_fn=die_with_parent,
     )
     try:
-        url = f"http://127.0.0.1:{port}/api"
-        wait_http_ok(f"{url}/health", timeout_s=120, what="the temporary Prefect API", proc=proc)
-        yield url
+        yield TemporaryApi(proc, f"http://127.0.0.1:{port}/api")
     finally:
         proc.terminate()
         try:

@@ -21,7 +21,7 @@ from warehouse.postgres import connect
 from warehouse.replay import ReplayRun, finish_run_if_done, run_progress
 
 if TYPE_CHECKING:
-    from flows.ingest import IngestParams
+    from flows.params import IngestParams
     from tasks.steps import IngestTasks
 
 PROGRESS_KEY = "replay-progress"

@@ -118,6 +118,8 @@ def discover_files(
             settle=settle_window(settings.ack_deadline_s),
             sweep_keys=settings.discovery_sweep_keys,
         )
+        if sum(found.values()) >= ledger.ANALYZE_AFTER_NEW_FILES:
+            ledger.refresh_statistics(conn)
     get_run_logger().info("discovered %d new files: %s", sum(found.values()), found)
     return found
 

@@ -166,6 +166,21 @@ def record_discovered(conn: Connection, keys: Sequence[str]) -> int:
     return int(inserted)
 
 
+ANALYZE_AFTER_NEW_FILES = 10_000
+"""Discovering at least this many files refreshes the ledger's statistics (`refresh_statistics`)."""
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """ANALYZE the ledger. After a large discovery its statistics still say few files are pending
+    (autovacuum had not analyzed it in a whole 1M-file run); the claim then sorts every pending
+    row for each batch (1.1 s per claim at 860k pending) instead of reading the first ones from
+    its index (measured: 350 -> 1,650 files/s). Without the right (owner or MAINTAIN) it is a
+    warning and the statistics stay as they are."""
+    with conn.cursor() as cur:
+        cur.execute("ANALYZE biobridge.landed_files")
+    conn.commit()
+
+
 def claim_pending(
     conn: Connection,
     *,
