@@ -12,7 +12,10 @@ from typing import Any
 from landing.store import StoreError
 from ops.health import pipeline_health
 from ops.verify import VerifyReport, verify
+from tasks.batch import BatchSpec
 from tasks.discover import settle_window
+from tasks.preview import ReplayPreview
+from tasks.preview import preview_replay as run_preview
 from tasks.runtime import database_url, landing_store
 from tasks.settings import get_pipeline_settings
 from warehouse.errors import DatabaseError
@@ -39,6 +42,7 @@ __all__ = [
     "database_url",
     "list_quarantine",
     "migrate",
+    "preview_replay",
     "rows_per_metric",
     "show_quarantine",
     "verify_accounting",
@@ -126,3 +130,25 @@ def load_of_flow_run(flow_run_id: str) -> dict[str, object] | None:
 def check_database(timeout_s: int = 5) -> None:
     """Connect once (within `timeout_s`); raise DatabaseError with the reason if we cannot."""
     connect(with_connect_timeout(database_url(), timeout_s)).close()
+
+
+def preview_replay(
+    *,
+    vendors: Sequence[str],
+    states: Sequence[str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+    batch_files: int,
+    code_version: str,
+) -> ReplayPreview:
+    """What `ingest --mode replay` would change, per vendor and metric; changes nothing."""
+    spec = BatchSpec(
+        limit=batch_files,
+        vendors=tuple(vendors),
+        received_from=received_from,
+        received_until=received_until,
+    )
+    with connect(database_url()) as conn:
+        return run_preview(
+            conn, landing_store(), spec=spec, states=states, code_version=code_version
+        )

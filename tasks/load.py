@@ -1,16 +1,28 @@
 """Load stage: one transaction per batch puts rows, quarantine entries and ledger states in place.
 
-The batch's rows are COPYed (ADBC ingest of Arrow) into a temporary staging table, then one
-set-based upsert moves them into `biometric_events`: a measurement is replaced only by a delivery
-received later, so loading the same file twice changes nothing. The ledger rows of the batch were
-locked when they were claimed; they change state in the same transaction, so a crash at any point
-leaves every file either fully loaded or still pending.
+The batch's rows are COPYed (ADBC ingest of Arrow) into a temporary staging table, then
+set-based statements move them into `biometric_events` (docs/ordering.md has the rules):
+
+- a measurement is held by the newest delivery that produces it, "newest" being the order in
+  which deliveries became known (`landed_files.delivery_seq`, never a receiver's clock);
+- a delivery loaded again (a replay) is re-derived: its rows take the new values and units, and
+  its rows it no longer produces are removed (marked `deleted_at`, `deleted_by = 'rederive:…'`;
+  readers use `current_biometric_events`), but it never takes a measurement from a later one;
+- a row whose content does not change is not written, so loading the same file twice with the
+  same code changes nothing and counts as unchanged.
+
+The ledger rows of the batch were locked when they were claimed; they change state in the same
+transaction, so a crash at any point leaves every file either fully loaded or still pending.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass, field
+
 import polars as pl
 import pyarrow as pa
+from adbc_driver_manager.dbapi import Cursor
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
 from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
@@ -20,19 +32,29 @@ UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock 
 """Upserts take this transaction-scoped advisory lock: one at a time per database, across
 processes and machines (two at once contend on the same index pages and WAL)."""
 
+REDERIVE_MARK = "rederive:"
+"""`deleted_by` of a row its delivery no longer produces (a replay removed it); such a row counts
+as absent: any delivery that produces its measurement again brings it back."""
+
+SAMPLES_PER_METRIC = 3
+
 _COLUMNS = column_list(STAGED_ROW)
 _VALUES = column_list(STAGED_ROW, casts=True, prefix="s.")
-_KEY_MATCH = " AND ".join(
-    f't."{c}" = s."{c}"' if c == "timestamp" else f"t.{c} = s.{c}" for c in KEY_COLUMNS
-)
 
-# The write is two statements instead of one INSERT ... ON CONFLICT DO UPDATE. First every
-# staged row whose key is absent is inserted (ON CONFLICT DO NOTHING: a conflict neither locks
-# nor writes the existing row). Only when some rows conflicted, those existing rows are updated
-# where the delivery is newer; the rows this batch just inserted compare equal, so they stay.
-# A first load (the common case) thus never runs the update, and a reload only probes the
-# index (DO UPDATE ... WHERE false still locks, so writes, every conflicting row). Both run
-# under UPSERT_LOCK, which every loader takes, so no other loader's row appears in between.
+
+def _key_match(a: str, b: str) -> str:
+    return " AND ".join(
+        f'{a}."{c}" = {b}."{c}"' if c == "timestamp" else f"{a}.{c} = {b}.{c}" for c in KEY_COLUMNS
+    )
+
+
+_REMOVED_ROW = f"t.deleted_by LIKE '{REDERIVE_MARK}%'"
+
+# First every staged row whose key is absent is inserted (ON CONFLICT DO NOTHING: a conflict
+# neither locks nor writes the existing row). A first load (the common case) inserts every
+# staged row and stops there. Otherwise the rows that conflicted and must change are collected
+# (_DIFF, with their old values for the counts and the dry run's samples) and updated from that
+# list (_UPDATE). Everything runs under UPSERT_LOCK, so no other loader writes in between.
 _INSERT = f"""
 INSERT INTO public.biometric_events ({_COLUMNS})
 SELECT {_VALUES}
@@ -40,16 +62,77 @@ FROM pg_temp.bb_stage AS s  -- already in key order (dedupe_newest): no sort her
 ON CONFLICT ({", ".join(f'"{c}"' if c == "timestamp" else c for c in KEY_COLUMNS)}) DO NOTHING
 """  # noqa: S608 - column names from our own contract, not input
 
+# A held row changes when the staged delivery may take it: a later delivery, the holder itself
+# re-derived in this batch (whatever the batch now says about the key wins: the holder's new
+# rows, or the newest other delivery of the batch that produces it), or a removed row coming
+# back. And only when something differs, so an identical reload writes nothing.
+_DIFF = f"""
+CREATE TEMPORARY TABLE bb_diff AS
+SELECT s.*, t.value AS old_value, t.unit AS old_unit, t.source_key AS old_source_key,
+    CASE WHEN {_REMOVED_ROW} THEN 'inserted'
+         WHEN (t.value, t.unit, t.metadata -> 'source_field')
+              IS DISTINCT FROM (s.value, s.unit, s.metadata::jsonb -> 'source_field')
+         THEN 'updated'
+         ELSE 'unchanged'  -- the same measurement, now held by a later delivery
+    END AS change
+FROM pg_temp.bb_stage AS s
+JOIN public.biometric_events AS t ON {_key_match("t", "s")}
+WHERE (coalesce(t.delivery_seq, -1) < s.delivery_seq
+       OR t.source_key IN (SELECT object_key FROM pg_temp.bb_file_results)
+       OR {_REMOVED_ROW})
+  AND ((t.value, t.unit, t.metadata, t.source_key, t.record_index, t.delivery_seq)
+       IS DISTINCT FROM
+       (s.value, s.unit, s.metadata::jsonb, s.source_key, s.record_index, s.delivery_seq)
+       OR {_REMOVED_ROW})
+"""  # noqa: S608 - column names from our own contract, not input
+
 _UPDATE = f"""
 UPDATE public.biometric_events AS t
-SET value = s.value, unit = s.unit, metadata = s.metadata::jsonb,
-    received_at = s.received_at, source_key = s.source_key,
-    record_index = s.record_index, load_id = s.load_id
-FROM pg_temp.bb_stage AS s
-WHERE {_KEY_MATCH}
-  AND (s.received_at, s.source_key)
-      > (coalesce(t.received_at, '-infinity'::timestamptz), coalesce(t.source_key, ''))
+SET value = d.value, unit = d.unit, metadata = d.metadata::jsonb,
+    received_at = d.received_at, source_key = d.source_key, record_index = d.record_index,
+    load_id = d.load_id, delivery_seq = d.delivery_seq,
+    deleted_at = CASE WHEN {_REMOVED_ROW} THEN NULL ELSE t.deleted_at END,
+    deleted_by = CASE WHEN {_REMOVED_ROW} THEN NULL ELSE t.deleted_by END
+FROM pg_temp.bb_diff AS d
+WHERE {_key_match("t", "d")}
 """  # noqa: S608 - column names from our own contract, not input
+
+_SAMPLE = """format('%s at %s: %s %s -> %s %s (%s)', user_id, "timestamp", {old}, {new})"""
+
+_DIFF_COUNTS = f"""
+SELECT device_type, metric_type, change, count(*),
+    (array_agg({
+    _SAMPLE.format(
+        old="old_value, coalesce(old_unit, '')", new="value, coalesce(unit, ''), source_key"
+    )
+} ORDER BY user_id, "timestamp"))[1:{SAMPLES_PER_METRIC}]
+FROM pg_temp.bb_diff GROUP BY 1, 2, 3
+"""  # noqa: S608 - fixed text
+
+# Rows of the batch's files that were loaded before and whose measurement the batch no longer
+# stages: their delivery, re-derived, does not produce them any more.
+_REMOVE = f"""
+WITH removed AS (
+    UPDATE public.biometric_events AS t
+    SET deleted_at = now(), deleted_by = '{REDERIVE_MARK}load ' || $1::bigint
+    FROM biobridge.landed_files AS f
+    WHERE f.object_key IN (SELECT object_key FROM pg_temp.bb_file_results)
+      AND f.load_id IS NOT NULL
+      AND t.source_key = f.object_key AND t.deleted_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM pg_temp.bb_stage AS s WHERE {_key_match("s", "t")})
+    RETURNING t.device_type, t.metric_type, t.user_id, t."timestamp", t.value, t.unit,
+        t.source_key
+)
+SELECT device_type, metric_type, count(*),
+    (array_agg({
+    _SAMPLE.format(old="value, coalesce(unit, '')", new="'removed', '', source_key")
+} ORDER BY user_id, "timestamp"))[1:{SAMPLES_PER_METRIC}]
+FROM removed GROUP BY 1, 2
+"""  # noqa: S608 - fixed text
+
+_STAGED_COUNTS = """
+SELECT device_type, metric_type, count(*) FROM pg_temp.bb_stage GROUP BY 1, 2
+"""
 
 _QUARANTINE = f"""
 INSERT INTO biobridge.quarantine ({column_list(QUARANTINE_ENTRY)})
@@ -70,17 +153,29 @@ _LOAD_COUNTS = "UPDATE biobridge.loads SET {} WHERE load_id = $1".format(  # noq
 )
 
 
-def dedupe_newest(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per measurement key: the newest delivery wins (then the greater source key, then
-    the later record of the file), so the choice never depends on the order rows arrive in.
+@dataclass
+class MetricChanges:
+    """What a write did to one (vendor, metric): rows inserted, updated, removed, unchanged."""
 
-    An upsert batch must not carry the same key twice, and sorting by the key makes concurrent
-    loaders take row locks in the same order, so they cannot deadlock each other.
-    """
-    order = [*KEY_COLUMNS, "received_at", "source_key", "record_index"]
-    return rows.sort(order, descending=[False] * 4 + [True] * 3).unique(
-        subset=KEY_COLUMNS, keep="first", maintain_order=True
-    )
+    inserted: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    samples: list[str] = field(default_factory=list)
+    """A few updated or removed rows: `user at timestamp: old value unit -> new (source)`."""
+
+    def add(self, other: MetricChanges) -> None:
+        """Accumulate another batch's changes of the same metric."""
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.removed += other.removed
+        self.unchanged += other.unchanged
+        room = SAMPLES_PER_METRIC - len(self.samples)
+        self.samples.extend(other.samples[: max(room, 0)])
+
+
+RowChanges = dict[tuple[str, str], MetricChanges]
+"""Changes by (device_type, metric_type); device_type is the vendor."""
 
 
 def stage_batch(
@@ -99,30 +194,96 @@ def stage_batch(
         cur.execute("ANALYZE pg_temp.bb_file_results")
 
 
+def dedupe_newest(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per measurement key: the latest delivery wins (greatest `delivery_seq`, then the
+    later record of the file), so the choice never depends on the order rows arrive in.
+
+    An upsert batch must not carry the same key twice, and sorting by the key makes concurrent
+    loaders take row locks in the same order, so they cannot deadlock each other.
+    """
+    order = [*KEY_COLUMNS, "delivery_seq", "record_index"]
+    return rows.sort(order, descending=[False] * len(KEY_COLUMNS) + [True, True]).unique(
+        subset=KEY_COLUMNS, keep="first", maintain_order=True
+    )
+
+
+def write_rows(conn: Connection, *, load_id: int, rows_staged: int) -> RowChanges:
+    """Move the staged rows into `biometric_events` (see the module docstring); what changed.
+
+    Call under `UPSERT_LOCK`, in the batch's transaction, before the ledger moves (the removal
+    finds the files that were loaded before by their ledger entries).
+    """
+    changes: RowChanges = defaultdict(MetricChanges)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"WITH w AS ({_INSERT} RETURNING device_type, metric_type) "  # noqa: S608
+            "SELECT device_type, metric_type, count(*) FROM w GROUP BY 1, 2"
+        )
+        for vendor, metric, n in cur.fetchall():
+            changes[(vendor, metric)].inserted += int(n)
+        if sum(c.inserted for c in changes.values()) < rows_staged:
+            _write_conflicts(cur, changes)
+        cur.execute(_REMOVE, (load_id,))
+        for vendor, metric, n, samples in cur.fetchall():
+            change = changes[(vendor, metric)]
+            change.removed += int(n)
+            change.samples.extend(samples or [])
+    return dict(changes)
+
+
+def _write_conflicts(cur: Cursor, changes: RowChanges) -> None:
+    """Update the conflicting staged rows that must change; count the rest as unchanged."""
+    inserted = {key: entry.inserted for key, entry in changes.items()}
+    cur.execute("DROP TABLE IF EXISTS pg_temp.bb_diff")
+    cur.execute(_DIFF)
+    cur.execute(_UPDATE)
+    in_diff: dict[tuple[str, str], int] = defaultdict(int)
+    cur.execute(_DIFF_COUNTS)
+    for vendor, metric, change, n, samples in cur.fetchall():
+        entry = changes[(vendor, metric)]
+        setattr(entry, change, getattr(entry, change) + int(n))
+        if change == "updated":
+            entry.samples.extend(samples or [])
+        in_diff[(vendor, metric)] += int(n)
+    cur.execute(_STAGED_COUNTS)
+    for vendor, metric, n in cur.fetchall():
+        # Neither inserted nor in the diff: identical to the row held, or a later delivery's.
+        key = (vendor, metric)
+        changes[key].unchanged += int(n) - inserted.get(key, 0) - in_diff[key]
+
+
 def apply_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCounts:
-    """Upsert the staged rows, write quarantine entries, move the ledger, count; then commit.
+    """Write the staged rows, quarantine entries and ledger states, count; then commit.
 
     Runs in the transaction that claimed the files, under the upsert's advisory lock (released
     at commit or rollback, also when the process dies). `counts` carries the file-level numbers; the
     row numbers come from what Postgres reports, so a report never states more than was written.
     """
+    write_batch(conn, load_id=load_id, counts=counts)
+    conn.commit()
+    return counts
+
+
+def write_batch(conn: Connection, *, load_id: int, counts: LoadCounts) -> RowChanges:
+    """Everything `apply_batch` does but the commit (a dry run rolls it back); the row changes."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
-        cur.execute(_INSERT)
-        inserted = int(cur.rowcount)
-        updated = 0
-        if inserted < counts.rows_staged:
-            cur.execute(_UPDATE)
-            updated = int(cur.rowcount)
+    changes = write_rows(conn, load_id=load_id, rows_staged=counts.rows_staged)
+    add_changes(counts, changes)
+    with conn.cursor() as cur:
         cur.execute(_QUARANTINE)
         cur.execute(_LEDGER, (load_id,))
-        counts.rows_inserted = inserted
-        counts.rows_updated = updated
-        counts.rows_unchanged = counts.rows_staged - inserted - updated
         cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
-    conn.commit()
-    return counts
+    return changes
+
+
+def add_changes(counts: LoadCounts, changes: RowChanges) -> None:
+    """Set the row totals of `counts` from a write's changes."""
+    counts.rows_inserted = sum(c.inserted for c in changes.values())
+    counts.rows_updated = sum(c.updated for c in changes.values())
+    counts.rows_removed = sum(c.removed for c in changes.values())
+    counts.rows_unchanged = sum(c.unchanged for c in changes.values())
 
 
 def apply_empty(conn: Connection, *, load_id: int, counts: LoadCounts) -> LoadCounts:

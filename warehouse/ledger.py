@@ -29,6 +29,8 @@ class ClaimedFile:
     key: str
     vendor: str
     received_at: datetime
+    delivery_seq: int
+    """Its place in the order deliveries became known (docs/ordering.md): greater wins."""
 
 
 # Advisory lock class of "this load's process is alive": (LOAD_LOCK_CLASS, load_id).
@@ -78,8 +80,18 @@ def close_abandoned_loads(conn: Connection) -> int:
     return closed
 
 
-def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_version: str) -> int:
-    """Open a load record and commit it, so rows and quarantine entries can point at it."""
+def start_load(
+    conn: Connection,
+    *,
+    flow_run_id: str | None,
+    kind: str,
+    code_version: str,
+    commit: bool = True,
+) -> int:
+    """Open a load record and commit it, so rows and quarantine entries can point at it.
+
+    `commit=False` leaves it in the caller's transaction (a dry run rolls it back).
+    """
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO biobridge.loads (flow_run_id, kind, code_version) "
@@ -87,7 +99,8 @@ def start_load(conn: Connection, *, flow_run_id: str | None, kind: str, code_ver
             (flow_run_id, kind, code_version),
         )
         (load_id,) = one_row(cur)
-    conn.commit()
+    if commit:
+        conn.commit()
     return int(load_id)
 
 
@@ -161,7 +174,7 @@ def claim_pending(
     """
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT object_key, vendor, received_at FROM biobridge.landed_files "
+            "SELECT object_key, vendor, received_at, delivery_seq FROM biobridge.landed_files "
             "WHERE state = 'pending' AND vendor = ANY($1::text[]) "
             "AND received_at >= coalesce($2::timestamptz, '-infinity') "
             "AND received_at < coalesce($3::timestamptz, 'infinity') "
@@ -169,7 +182,7 @@ def claim_pending(
             ("{" + ",".join(vendors) + "}", received_from, received_until, limit),
         )
         rows = cur.fetchall()
-    return [ClaimedFile(key=k, vendor=v, received_at=r) for k, v, r in rows]
+    return [ClaimedFile(key=k, vendor=v, received_at=r, delivery_seq=int(n)) for k, v, r, n in rows]
 
 
 def requeue(
@@ -180,10 +193,13 @@ def requeue(
     states: Sequence[str],
     received_from: datetime | None,
     received_until: datetime | None,
+    commit: bool = True,
 ) -> int:
     """Put files back to pending for a replay; their open quarantine entries are marked replayed.
 
-    Reloading is safe: rows are upserted, and a file's own rows never replace themselves.
+    Reloading re-derives each file's rows (tasks/load.py): its rows take what the current code
+    makes of it, and never a measurement a later delivery holds. `commit=False` leaves the change
+    in the caller's transaction (a dry run rolls it back).
     """
     params = (
         "{" + ",".join(vendors) + "}",
@@ -211,7 +227,8 @@ def requeue(
             params,
         )
         (count,) = one_row(cur)
-    conn.commit()
+    if commit:
+        conn.commit()
     return int(count)
 
 
