@@ -55,6 +55,14 @@ _REMOVED_ROW = f"t.deleted_by LIKE '{REDERIVE_MARK}%'"
 # staged row and stops there. Otherwise the rows that conflicted and must change are collected
 # (_DIFF, with their old values for the counts and the dry run's samples) and updated from that
 # list (_UPDATE). Everything runs under UPSERT_LOCK, so no other loader writes in between.
+# The month partitions the batch writes into (migration 0008), created if missing by a function
+# that runs with the table owner's rights: the loader has no DDL of its own.
+_PARTITIONS = """
+SELECT biobridge.ensure_event_partitions(ARRAY(
+    SELECT DISTINCT date_trunc('month', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+    FROM pg_temp.bb_stage))
+"""
+
 _INSERT = f"""
 INSERT INTO public.biometric_events ({_COLUMNS})
 SELECT {_VALUES}
@@ -215,6 +223,8 @@ def write_rows(conn: Connection, *, load_id: int, rows_staged: int) -> RowChange
     """
     changes: RowChanges = defaultdict(MetricChanges)
     with conn.cursor() as cur:
+        cur.execute(_PARTITIONS)
+        cur.fetchall()
         cur.execute(
             f"WITH w AS ({_INSERT} RETURNING device_type, metric_type) "  # noqa: S608
             "SELECT device_type, metric_type, count(*) FROM w GROUP BY 1, 2"
@@ -236,7 +246,6 @@ def _write_conflicts(cur: Cursor, changes: RowChanges) -> None:
     inserted = {key: entry.inserted for key, entry in changes.items()}
     cur.execute("DROP TABLE IF EXISTS pg_temp.bb_diff")
     cur.execute(_DIFF)
-    cur.execute(_UPDATE)
     in_diff: dict[tuple[str, str], int] = defaultdict(int)
     cur.execute(_DIFF_COUNTS)
     for vendor, metric, change, n, samples in cur.fetchall():
@@ -245,6 +254,9 @@ def _write_conflicts(cur: Cursor, changes: RowChanges) -> None:
         if change == "updated":
             entry.samples.extend(samples or [])
         in_diff[(vendor, metric)] += int(n)
+    if in_diff:  # an identical reload writes nothing (and needs no join with the table)
+        cur.execute("ANALYZE pg_temp.bb_diff")
+        cur.execute(_UPDATE)
     cur.execute(_STAGED_COUNTS)
     for vendor, metric, n in cur.fetchall():
         # Neither inserted nor in the diff: identical to the row held, or a later delivery's.
