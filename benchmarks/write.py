@@ -14,19 +14,22 @@ measured batches, as a table in service holds them (then ANALYZE and CHECKPOINT)
 then, per variant (the order alternates between rounds, so drift in the machine's load hits both):
 
 - `fresh`: `--rows` new measurements of this month (a small-file batch: 7 rows per file,
-  2,000 files), staged in a temporary table (not timed), written and committed (timed);
+  2,000 files), staged in a temporary table (not timed), written and committed (timed; for
+  `after` that includes making sure the month's partition exists);
 - `reload`: the same batch again, the same files (every row conflicts and is identical: what a
   crash-recovery reload or a replay after no fix costs).
 
-It prints the median and the spread (min-max) of rows/s per variant and case, and one
-`RESULT {json}` line. Time is wall time of the write and its commit; the machine is shared, so
-read the spread, and compare variants only within one run.
+It prints the median and the spread (min-max) of rows/s per variant and case, the Postgres
+backend's CPU time per row (from /proc: the server must be local), and one `RESULT {json}` line.
+Time is wall time of the write and its commit; on a shared machine the CPU time is the steadier
+figure. Compare variants only within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -38,8 +41,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW
-from tasks.load import UPSERT_LOCK, stage_batch, write_rows
+from schemas.staging import FILE_RESULT, KEY_COLUMNS, STAGED_ROW
+from tasks.load import UPSERT_LOCK, ensure_partitions, write_rows
 from warehouse.migrate import apply_migrations, discover_migrations
 from warehouse.postgres import Connection, connect, url_with_database
 
@@ -77,20 +80,21 @@ FROM generate_series(0, $1::bigint - 1) AS n
 """
 
 
-def write_before(conn: Connection, rows: int) -> None:
+def write_before(conn: Connection, stage: pa.Table) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
         cur.execute(OLD_INSERT)
-        if int(cur.rowcount) < rows:
+        if int(cur.rowcount) < stage.num_rows:
             cur.execute(OLD_UPDATE)
 
 
-def write_after(conn: Connection, rows: int) -> None:
+def write_after(conn: Connection, stage: pa.Table) -> None:
+    ensure_partitions(conn, stage)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
-    write_rows(conn, load_id=1, rows_staged=rows)
+    write_rows(conn, load_id=1, rows_staged=stage.num_rows)
 
 
 WRITERS = {"before": write_before, "after": write_after}
@@ -132,16 +136,31 @@ def batch(n_rows: int, round_no: int, seq0: int) -> tuple[pa.Table, pa.Table]:
     return stage.cast(STAGED_ROW), results.cast(FILE_RESULT)
 
 
-def timed_write(url: str, variant: str, stage: pa.Table, results: pa.Table) -> float:
+CPU: dict[tuple[str, str], list[float]] = {}
+
+
+def backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a (local) Postgres backend so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_write(url: str, variant: str, case: str, stage: pa.Table, results: pa.Table) -> float:
     with connect(url) as conn:
-        stage_batch(
-            conn, stage=stage, quarantine=QUARANTINE_ENTRY.empty_table(), file_results=results
-        )
+        with conn.cursor() as cur:  # what stage_batch does, but the partitions (timed below)
+            cur.adbc_ingest("bb_stage", stage, mode="replace", temporary=True)
+            cur.adbc_ingest("bb_file_results", results, mode="replace", temporary=True)
+            cur.execute("ANALYZE pg_temp.bb_file_results")
         conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            (pid,) = cur.fetchone() or (0,)
+        cpu = backend_cpu_s(pid)
         start = time.perf_counter()
-        WRITERS[variant](conn, stage.num_rows)
+        WRITERS[variant](conn, stage)
         conn.commit()
         took = time.perf_counter() - start
+        CPU[variant, case].append(backend_cpu_s(pid) - cpu)
         # The files are now "loaded": a reload probes their rows (the `after` removal step).
         with conn.cursor() as cur:
             cur.execute(
@@ -197,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--database-url", default=DEFAULT_SERVER_URL)
     args = p.parse_args(argv)
     variants = args.variants.split(",")
+    for v in variants:
+        CPU[v, "fresh"], CPU[v, "reload"] = [], []
     timings: dict[str, dict[str, list[float]]] = {v: {"fresh": [], "reload": []} for v in variants}
     databases: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,8 +230,9 @@ def main(argv: list[str] | None = None) -> None:
                 order = variants if r % 2 == 0 else variants[::-1]
                 for v in order:
                     stage, results = batch(args.rows, r, seq0=10**9 + r * args.rows)
-                    timings[v]["fresh"].append(timed_write(urls[v], v, stage, results))
-                    timings[v]["reload"].append(timed_write(urls[v], v, stage, results))
+                    for case in ("fresh", "reload"):
+                        took = timed_write(urls[v], v, case, stage, results)
+                        timings[v][case].append(took)
         finally:
             for name in databases:
                 admin(args.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -218,10 +240,13 @@ def main(argv: list[str] | None = None) -> None:
     for v in variants:
         for case, seconds in timings[v].items():
             rates = sorted(args.rows / s for s in seconds)
+            cpu = statistics.median(CPU[v, case])
             result[f"{v}_{case}_rows_per_s"] = round(statistics.median(rates))
+            result[f"{v}_{case}_backend_cpu_us_per_row"] = round(cpu / args.rows * 1e6, 2)
             print(
                 f"{v:6} {case:6}: {statistics.median(rates):9.0f} rows/s "
-                f"(min {rates[0]:.0f}, max {rates[-1]:.0f}, {len(rates)} batches of {args.rows})"
+                f"(min {rates[0]:.0f}, max {rates[-1]:.0f}, {len(rates)} batches of {args.rows}); "
+                f"backend CPU {cpu / args.rows * 1e6:.1f} us/row (median)"
             )
     print("RESULT " + json.dumps(result))
 

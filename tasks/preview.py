@@ -72,7 +72,8 @@ def preview_replay(
                 conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
             )
             plan.counts.rows_staged = plan.stage.num_rows
-            for metric, change in write_batch(conn, load_id=load_id, counts=plan.counts).items():
+            written = write_batch(conn, load_id=load_id, counts=plan.counts, by_metric=True)
+            for metric, change in written.items():
                 changes[metric].add(change)
             preview.counts.add(plan.counts)
     finally:

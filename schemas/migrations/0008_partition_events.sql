@@ -29,6 +29,9 @@ BEGIN
         first_day := date_trunc('month', m AT TIME ZONE 'UTC');
         part := 'biometric_events_' || to_char(first_day, 'YYYY_MM');
         CONTINUE WHEN to_regclass(format('public.%I', part)) IS NOT NULL;
+        -- Two loaders missing the same month: the second waits here, then finds it.
+        PERFORM pg_advisory_xact_lock(hashtext('biobridge.ensure_event_partitions'));
+        CONTINUE WHEN to_regclass(format('public.%I', part)) IS NOT NULL;
         EXECUTE format('CREATE TABLE public.%I (LIKE public.biometric_events '
                        'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
         EXECUTE format('ALTER TABLE public.biometric_events ATTACH PARTITION public.%I '
