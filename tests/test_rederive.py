@@ -219,3 +219,36 @@ def test_identical_redelivery_counts_as_unchanged(pg_url: str, store: ObjectStor
     with connect(pg_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT DISTINCT source_key FROM public.biometric_events")
         assert cur.fetchall() == [(again,)]  # the latest delivery holds them
+
+
+def test_cli_dry_run_prints_the_counts_and_changes_nothing(
+    pg_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from deployments.cli import main
+    from tasks import runtime
+
+    store = open_store(f"file://{tmp_path / 'cli-landing'}")
+    land(store, body("u1"), T0)
+    load(pg_url, store)
+    monkeypatch.setenv("BIOBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BIOBRIDGE_DATABASE_URL", pg_url)
+    monkeypatch.setenv("BIOBRIDGE_LANDING_URL", f"file://{tmp_path / 'cli-landing'}")
+    runtime.reset()
+    changed_mapping(monkeypatch)
+    before, before_ledger = table(pg_url), ledger_states(pg_url)
+
+    code = main(
+        ["ingest", "--mode", "replay", "--state", "loaded", "--vendor", "oura", "--dry-run"]
+    )
+    out = capsys.readouterr().out
+    runtime.reset()
+
+    assert code == 0
+    assert out.startswith("dry run (nothing was changed): 1 files requeued, 1 read, 1 loaded")
+    assert "rows 1 inserted, 1 updated, 1 removed, 5 unchanged" in out
+    assert "  oura sleep_score: 0 inserted, 0 updated, 1 removed, 0 unchanged" in out
+    assert "48 bpm -> 72 bpm" in out
+    assert table(pg_url) == before and ledger_states(pg_url) == before_ledger
