@@ -288,6 +288,9 @@ def _write_conflicts(
 ) -> None:
     """Update the conflicting staged rows that must change; count the rest as unchanged."""
     inserted = {key: entry.inserted for key, entry in changes.items()}
+    # Without statistics on the staged rows the planner may hash-join them with the whole table
+    # (every partition scanned: 52 s for 14,000 rows at 10M rows) instead of probing its index.
+    cur.execute("ANALYZE pg_temp.bb_stage")
     cur.execute("DROP TABLE IF EXISTS pg_temp.bb_diff")
     cur.execute(_DIFF)
     in_diff: dict[tuple[str, str], int] = defaultdict(int)

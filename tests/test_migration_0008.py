@@ -66,7 +66,20 @@ def test_0008_partitions_a_table_with_rows_without_losing_one(
         # 3000 rows 97 minutes apart from 2026-08-15: 2026-08 to 2027-03
         assert months == [f"biometric_events_2026_{m:02d}" for m in range(8, 13)] + [
             f"biometric_events_2027_{m:02d}" for m in range(1, 4)
-        ]
+        ] + ["biometric_events_default"]
+        # A row written by hand for a month without a partition lands in the default one, and
+        # moves to its month's partition when the month is created.
+        cur.execute(
+            "INSERT INTO public.biometric_events (user_id, device_type, metric_type, value, "
+            "\"timestamp\") VALUES ('legacy', 'oura', 'm1', 1, '2024-01-01T00:00Z') RETURNING id"
+        )
+        (legacy_id,) = cur.fetchone() or (None,)
+        cur.execute("SELECT biobridge.ensure_event_partitions(ARRAY[timestamptz '2024-01-15Z'])")
+        cur.execute(
+            "SELECT tableoid::regclass::text FROM public.biometric_events WHERE id = $1",
+            (legacy_id,),
+        )
+        assert cur.fetchone() == ("biometric_events_2024_01",)
         # The measurement key still refuses a duplicate, ids continue after the copied ones.
         cur.execute(
             "SELECT biobridge.ensure_event_partitions(ARRAY[timestamptz '2027-06-30 23:59Z'])"
@@ -79,8 +92,8 @@ def test_0008_partitions_a_table_with_rows_without_losing_one(
             'ON CONFLICT (user_id, device_type, metric_type, "timestamp") DO NOTHING '
             "RETURNING id"
         )
-        assert cur.fetchall() == [(3001,)]
-        cur.execute("SELECT tableoid::regclass::text FROM public.biometric_events WHERE id = 3001")
+        assert cur.fetchall() == [(3002,)]
+        cur.execute("SELECT tableoid::regclass::text FROM public.biometric_events WHERE id = 3002")
         assert cur.fetchone() == ("biometric_events_2027_06",)
         conn.commit()
     assert apply_migrations(pg_empty_url) == []

@@ -8,6 +8,7 @@
 -- Partitions are created on demand, before a batch writes, by ensure_event_partitions: the loader
 -- may call it, but has no DDL rights of its own (docs/security.md). Canonical rows are stamped from
 -- 1970 to a day ahead (schemas/canonical.py), so there is never more than one partition a month.
+-- Rows written by other means for a month without a partition go to biometric_events_default.
 
 -- One partition per month in `months` (any instant within the month), created when missing.
 -- SECURITY DEFINER: it runs with its owner's rights (biobridge_owner, schemas/roles.sql), which
@@ -34,6 +35,13 @@ BEGIN
         CONTINUE WHEN to_regclass(format('public.%I', part)) IS NOT NULL;
         EXECUTE format('CREATE TABLE public.%I (LIKE public.biometric_events '
                        'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        -- Rows of this month written before it had a partition (by hand, by the old system)
+        -- went to the default partition: they move to the new one.
+        EXECUTE format('WITH moved AS (DELETE FROM public.biometric_events_default '
+                       'WHERE "timestamp" >= %L AND "timestamp" < %L RETURNING *) '
+                       'INSERT INTO public.%I SELECT * FROM moved',
+                       first_day AT TIME ZONE 'UTC',
+                       (first_day + interval '1 month') AT TIME ZONE 'UTC', part);
         EXECUTE format('ALTER TABLE public.biometric_events ATTACH PARTITION public.%I '
                        'FOR VALUES FROM (%L) TO (%L)', part,
                        first_day AT TIME ZONE 'UTC',
@@ -96,6 +104,9 @@ BEGIN
         deleted_by   text,
         delivery_seq bigint
     ) PARTITION BY RANGE ("timestamp");
+    -- Rows of a month without its partition yet (written by anything but the loader, which
+    -- creates the month first) land here; creating the month moves them.
+    CREATE TABLE public.biometric_events_default PARTITION OF public.biometric_events DEFAULT;
 
     PERFORM biobridge.ensure_event_partitions(ARRAY(
         SELECT DISTINCT date_trunc('month', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
