@@ -80,7 +80,7 @@ FROM generate_series(0, $1::bigint - 1) AS n
 """
 
 
-def write_before(conn: Connection, stage: pa.Table) -> None:
+def write_before(conn: Connection, stage: pa.Table, url: str) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
@@ -89,8 +89,8 @@ def write_before(conn: Connection, stage: pa.Table) -> None:
             cur.execute(OLD_UPDATE)
 
 
-def write_after(conn: Connection, stage: pa.Table) -> None:
-    ensure_partitions(conn, stage)
+def write_after(conn: Connection, stage: pa.Table, url: str) -> None:
+    ensure_partitions(url, stage)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
@@ -157,7 +157,7 @@ def timed_write(url: str, variant: str, case: str, stage: pa.Table, results: pa.
             (pid,) = cur.fetchone() or (0,)
         cpu = backend_cpu_s(pid)
         start = time.perf_counter()
-        WRITERS[variant](conn, stage)
+        WRITERS[variant](conn, stage, url)
         conn.commit()
         took = time.perf_counter() - start
         CPU[variant, case].append(backend_cpu_s(pid) - cpu)

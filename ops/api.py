@@ -148,7 +148,8 @@ def preview_replay(
         received_from=received_from,
         received_until=received_until,
     )
-    with connect(database_url()) as conn:
+    url = database_url()
+    with connect(url) as conn:
         return run_preview(
-            conn, landing_store(), spec=spec, states=states, code_version=code_version
+            conn, landing_store(), spec=spec, states=states, code_version=code_version, url=url
         )

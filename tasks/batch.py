@@ -19,7 +19,7 @@ from landing.store import ObjectStore
 from schemas.loads import LoadCounts
 from schemas.staging import FILE_RESULT, QUARANTINE_ENTRY, STAGED_ROW
 from tasks.flatten import Flattened, FlattenInput, Issue, flatten_many, is_pointer, resource_of
-from tasks.load import apply_batch, apply_empty, dedupe_newest, stage_batch
+from tasks.load import apply_batch, apply_empty, dedupe_newest, ensure_partitions, stage_batch
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
 from tasks.retry import is_retryable
 from tasks.runtime import database_url
@@ -361,6 +361,7 @@ def process_batch(
     try:
         order = {c.key: c.delivery_seq for c in claimed}
         plan = plan_batch(files, load_id=load_id, delivery_order=order)
+        ensure_partitions(dsn, plan.stage)
         stage_batch(
             conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
         )

@@ -28,7 +28,7 @@ from adbc_driver_manager.dbapi import Cursor
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
 from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
-from warehouse.postgres import Connection
+from warehouse.postgres import Connection, Dsn, connect
 
 UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock of the upsert
 """Upserts take this transaction-scoped advisory lock: one at a time per database, across
@@ -210,14 +210,15 @@ def stage_batch(
         # Statistics for the temp table, so the ledger update probes the ledger's primary key
         # instead of scanning the whole (growing) ledger once per batch.
         cur.execute("ANALYZE pg_temp.bb_file_results")
-    ensure_partitions(conn, stage)
 
 
-def ensure_partitions(conn: Connection, stage: pa.Table) -> None:
-    """Create the month partitions the staged rows need and lack (in this transaction)."""
+def ensure_partitions(url: Dsn, stage: pa.Table) -> None:
+    """Create the month partitions the staged rows need and lack, committed at once on a
+    connection of its own: attaching a month locks the table's default partition, and a batch
+    holding that lock until its commit would stall readers and deadlock with the upsert lock."""
     months = pc.unique(pc.floor_temporal(stage.column("timestamp"), unit="month"))
     literal = "{" + ",".join(m.isoformat() for m in months.to_pylist() if m is not None) + "}"
-    with conn.cursor() as cur:
+    with connect(url, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(_PARTITIONS, (literal,))
         cur.fetchall()
 

@@ -2,7 +2,8 @@
 
 Nothing is predicted by a second implementation: the requeue, the claims, the reads, the
 flattening and every write statement of the load (`tasks.load.write_batch`) run for real, so the
-counts are what the replay would do, and the rollback leaves the database as it was. The
+counts are what the replay would do, and the rollback leaves the database as it was (but for
+the empty month partitions the replay needs, created and committed as a load creates them). The
 transaction holds the upsert lock from its first batch to the rollback, so loads wait for it.
 """
 
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 from landing.store import ObjectStore
 from schemas.loads import LoadCounts
 from tasks.batch import BatchSpec, fetch_within_budget, plan_batch
-from tasks.load import MetricChanges, RowChanges, stage_batch, write_batch
+from tasks.load import MetricChanges, RowChanges, ensure_partitions, stage_batch, write_batch
 from warehouse.ledger import claim_pending, requeue, start_load
-from warehouse.postgres import Connection
+from warehouse.postgres import Connection, Dsn
 
 
 @dataclass
@@ -36,6 +37,7 @@ def preview_replay(
     spec: BatchSpec,
     states: Sequence[str],
     code_version: str,
+    url: Dsn,
 ) -> ReplayPreview:
     """Run the replay of `spec`'s window in this connection's transaction and roll it back."""
     preview = ReplayPreview()
@@ -68,6 +70,7 @@ def preview_replay(
             )
             order = {c.key: c.delivery_seq for c in claimed}
             plan = plan_batch(files, load_id=load_id, delivery_order=order)
+            ensure_partitions(url, plan.stage)  # empty month partitions: kept, harmless
             stage_batch(
                 conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
             )

@@ -137,6 +137,7 @@ def test_replay_after_a_mapping_fix_changes_exactly_the_affected_rows(
             ),
             states=window["states"],
             code_version="fix",
+            url=pg_url,
         )
     assert table(pg_url) == before and ledger_states(pg_url) == before_ledger  # nothing changed
     per_metric = {
