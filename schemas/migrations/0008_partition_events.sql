@@ -30,11 +30,15 @@ BEGIN
         first_day := date_trunc('month', m AT TIME ZONE 'UTC');
         part := 'biometric_events_' || to_char(first_day, 'YYYY_MM');
         CONTINUE WHEN to_regclass(format('public.%I', part)) IS NOT NULL;
-        -- Two loaders missing the same month: the second waits here, then finds it.
+        -- Two loaders missing the same month: the second waits here for the first to commit,
+        -- then its CREATE finds the table (this statement's catalog view may predate it).
         PERFORM pg_advisory_xact_lock(hashtext('biobridge.ensure_event_partitions'));
-        CONTINUE WHEN to_regclass(format('public.%I', part)) IS NOT NULL;
-        EXECUTE format('CREATE TABLE public.%I (LIKE public.biometric_events '
-                       'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        BEGIN
+            EXECUTE format('CREATE TABLE public.%I (LIKE public.biometric_events '
+                           'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        EXCEPTION WHEN duplicate_table THEN
+            CONTINUE;
+        END;
         -- Rows of this month written before it had a partition (by hand, by the old system)
         -- went to the default partition: they move to the new one.
         EXECUTE format('WITH moved AS (DELETE FROM public.biometric_events_default '
