@@ -63,6 +63,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Run one ingest flow run now; exit non-zero if it failed."""
     from deployments.run import run_ingest
 
+    if args.dry_run:
+        return replay_dry_run(args)
     return run_ingest(
         mode=args.mode,
         vendors=args.vendor or list(VENDORS),
@@ -74,6 +76,47 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         chunk_hours=args.chunk_hours,
         chunk_parallel=args.chunk_parallel,
     )
+
+
+def replay_dry_run(args: argparse.Namespace) -> int:
+    """`ingest --mode replay --dry-run`: print what the replay would change; change nothing."""
+    from flows.version import code_version
+    from ops.api import OpsError, preview_replay
+
+    if args.mode != "replay":
+        print("--dry-run: only a replay has a preview; add --mode replay", file=sys.stderr)
+        return 2
+    if args.chunk_hours:
+        # The same command line previews, then runs: chunks change how the work is split and
+        # resumed, not what it changes, so the preview covers the window in one rolled-back go.
+        print("--dry-run: previewing the whole window at once (--chunk-hours applies to the run)")
+    try:
+        preview = preview_replay(
+            vendors=args.vendor or list(VENDORS),
+            states=args.state or ["quarantined"],
+            received_from=args.received_from,
+            received_until=args.received_until,
+            batch_files=args.batch_files,
+            code_version=code_version(),
+        )
+    except OpsError as exc:
+        print(f"the dry run could not run: {exc}", file=sys.stderr)
+        return 2
+    c = preview.counts
+    print(
+        f"dry run (nothing was changed): {preview.files_requeued} files requeued, "
+        f"{c.files_read} read, {c.files_loaded} loaded, {c.files_quarantined} quarantined; rows "
+        f"{c.rows_inserted} inserted, {c.rows_updated} updated, {c.rows_removed} removed, "
+        f"{c.rows_unchanged} unchanged"
+    )
+    for (vendor, metric), m in preview.changes.items():
+        print(
+            f"  {vendor} {metric}: {m.inserted} inserted, {m.updated} updated, "
+            f"{m.removed} removed, {m.unchanged} unchanged"
+        )
+        for sample in m.samples:
+            print(f"    {sample}")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -488,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay: ledger states to load again (default quarantined)",
     )
     i.add_argument("--batch-files", type=int, default=2000, help="files per transaction")
+    i.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="replay: print the rows it would insert, update, remove and leave unchanged per "
+        "vendor and metric (with samples), in a transaction that is rolled back",
+    )
     i.add_argument("--workers", type=int, default=2, help="batches loaded in parallel")
     i.add_argument(
         "--chunk-hours",

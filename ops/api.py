@@ -12,7 +12,10 @@ from typing import Any
 from landing.store import StoreError
 from ops.health import pipeline_health
 from ops.verify import VerifyReport, verify
+from tasks.batch import BatchSpec
 from tasks.discover import settle_window
+from tasks.preview import ReplayPreview
+from tasks.preview import preview_replay as run_preview
 from tasks.runtime import database_url, landing_store
 from tasks.settings import get_pipeline_settings
 from warehouse.embedded_pg import embedded_tcp_url
@@ -42,6 +45,7 @@ __all__ = [
     "lineage",
     "list_quarantine",
     "migrate",
+    "preview_replay",
     "rows_per_metric",
     "show_quarantine",
     "verify_accounting",
@@ -147,3 +151,26 @@ def lineage(target: str, *, ui_url: str, limit: int) -> dict[str, Any]:
 
     with connect(database_url()) as conn:
         return answer(conn, landing_store, target, ui_url=ui_url, limit=limit)
+
+
+def preview_replay(
+    *,
+    vendors: Sequence[str],
+    states: Sequence[str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+    batch_files: int,
+    code_version: str,
+) -> ReplayPreview:
+    """What `ingest --mode replay` would change, per vendor and metric; changes nothing."""
+    spec = BatchSpec(
+        limit=batch_files,
+        vendors=tuple(vendors),
+        received_from=received_from,
+        received_until=received_until,
+    )
+    url = database_url()
+    with connect(url) as conn:
+        return run_preview(
+            conn, landing_store(), spec=spec, states=states, code_version=code_version, url=url
+        )

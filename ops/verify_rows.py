@@ -3,8 +3,8 @@
 We do not store which keys a file produced, so the exact check re-reads the files (in bounded
 batches, through the same `plan_batch` the loader uses) and stages their measurement keys in a
 temporary table. One join then classifies every key: present from this file, superseded by a
-later delivery (the upsert's own rule: a greater `(received_at, source_key)`), or lost. A second
-join finds the reverse: rows that name a file as their source although it yields no such key.
+later delivery (the upsert's own rule: a greater `delivery_seq`, docs/ordering.md), or lost. A
+second join finds the reverse: rows that name a file as their source although it yields no such key.
 
 `plan_batch` keeps the newest delivery of a key within the batch. That is enough: the newest of a
 key's deliveries is the one the table must hold (or something newer), and if it does, the older
@@ -22,20 +22,20 @@ import pyarrow as pa
 from landing.store import ObjectNotFound, ObjectStore, StoreError, StoreUnavailable
 from schemas.staging import STAGED_ROW
 from tasks.batch import plan_batch
+from tasks.load import REDERIVE_MARK
 from tasks.read import LandedFile, fetch_objects
 from warehouse.postgres import Connection
 
 STAGE_COLUMNS = [name for name in STAGED_ROW.names if name not in ("metadata", "load_id")]
-"""The staged row's columns a check needs: the key, the value and the lineage."""
+"""The staged row's columns a check needs: the key, the value, the lineage and the order."""
 
 # One row per (file, outcome): how many of the file's staged keys fall in each class.
-_FORWARD = """
+_FORWARD = f"""
 WITH c AS (
     SELECT s.source_key, s.user_id, s.metric_type, s."timestamp", e.source_key AS held_by,
         CASE
-            WHEN e.id IS NULL THEN 'missing'
-            WHEN (coalesce(e.received_at, '-infinity'::timestamptz), coalesce(e.source_key, ''))
-                < (s.received_at, s.source_key) THEN 'older'
+            WHEN e.id IS NULL OR e.deleted_by LIKE '{REDERIVE_MARK}%' THEN 'missing'
+            WHEN coalesce(e.delivery_seq, -1) < s.delivery_seq THEN 'older'
             WHEN e.source_key IS DISTINCT FROM s.source_key THEN 'superseded'
             WHEN e.record_index IS DISTINCT FROM s.record_index
                 OR (e.value = s.value AND e.unit IS NOT DISTINCT FROM s.unit) THEN 'present'
@@ -49,17 +49,23 @@ SELECT source_key, outcome, count(*),
     min(user_id || ' ' || metric_type || ' at ' || "timestamp"::text
         || coalesce(' (held by ' || held_by || ')', ''))
 FROM c GROUP BY source_key, outcome
-"""
+"""  # noqa: S608 - fixed text
 
 # Rows naming a file of the batch whose key the file does not produce (or only as an older copy).
-_REVERSE = """
+# Rows a replay removed (its delivery no longer produces them) are not rows of the file any more.
+_REVERSE = f"""
 SELECT e.source_key, count(*), min(e.id)
 FROM public.biometric_events AS e
 JOIN pg_temp.bb_verify_files AS f ON f.object_key = e.source_key
 LEFT JOIN pg_temp.bb_verify_stage AS s USING (user_id, device_type, metric_type, "timestamp")
-WHERE s.source_key IS NULL
-   OR (s.received_at, s.source_key) < (e.received_at, e.source_key)
+WHERE (s.source_key IS NULL OR s.delivery_seq < coalesce(e.delivery_seq, -1))
+  AND coalesce(e.deleted_by, '') NOT LIKE '{REDERIVE_MARK}%'
 GROUP BY e.source_key
+"""  # noqa: S608 - fixed text
+
+_ORDER = """
+SELECT object_key, l.delivery_seq
+FROM pg_temp.bb_verify_files JOIN biobridge.landed_files AS l USING (object_key)
 """
 
 
@@ -92,7 +98,13 @@ def check_loaded_files(
     landed = _fetch_readable(store, [key for key, _ in files], tally)
     if not landed:
         return
-    plan = plan_batch(landed, load_id=0, now=now)
+    keys = pa.table({"object_key": pa.array([f.key for f in landed], pa.string())})
+    with conn.cursor() as cur:
+        cur.adbc_ingest("bb_verify_files", keys, mode="replace", temporary=True)
+        cur.execute("ANALYZE pg_temp.bb_verify_files")
+        cur.execute(_ORDER)
+        order = {str(k): int(n) for k, n in cur.fetchall()}
+    plan = plan_batch(landed, load_id=0, now=now, delivery_order=order)
     ledger_rows = dict(files)
     for result in plan.file_results.to_pylist():
         key, state, rows = result["object_key"], result["state"], result["rows_loaded"]
@@ -111,12 +123,9 @@ def check_loaded_files(
                 )
             )
     stage = plan.stage.select(STAGE_COLUMNS)
-    keys = pa.table({"object_key": pa.array([f.key for f in landed], pa.string())})
     with conn.cursor() as cur:
         cur.adbc_ingest("bb_verify_stage", stage, mode="replace", temporary=True)
-        cur.adbc_ingest("bb_verify_files", keys, mode="replace", temporary=True)
         cur.execute("ANALYZE pg_temp.bb_verify_stage")
-        cur.execute("ANALYZE pg_temp.bb_verify_files")
         cur.execute(_FORWARD)
         forward = cur.fetchall()
         cur.execute(_REVERSE)

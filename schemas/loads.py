@@ -16,6 +16,7 @@ LOAD_TOTALS: tuple[str, ...] = (
     "rows_inserted",
     "rows_updated",
     "rows_unchanged",
+    "rows_removed",
     "records_quarantined",
 )
 """The counts a load record sums over its batches (columns of `biobridge.loads`)."""
@@ -83,6 +84,8 @@ class LoadCounts:
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_unchanged: int = 0
+    rows_removed: int = 0
+    """Rows a re-derived delivery no longer produces (marked deleted, see tasks/load.py)."""
     records_quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
@@ -122,6 +125,7 @@ class LoadRecord(TypedDict):
     rows_inserted: int
     rows_updated: int
     rows_unchanged: int
+    rows_removed: int
     records_quarantined: int
     drift: object
     code_version: str

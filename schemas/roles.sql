@@ -56,7 +56,10 @@ BEGIN
         WHERE c.relkind IN ('r', 'p', 'v')
           AND (n.nspname = 'biobridge'
                OR (n.nspname = 'public'
-                   AND c.relname IN ('biometric_events', 'current_biometric_events')))
+                   AND c.relname IN ('biometric_events', 'current_biometric_events'))
+               -- its month partitions (migration 0008): the owner detaches and archives them
+               OR c.oid IN (SELECT inhrelid FROM pg_inherits
+                            WHERE inhparent = to_regclass('public.biometric_events')))
     LOOP
         -- Owned (identity) sequences follow their table.
         EXECUTE format('ALTER TABLE %s OWNER TO biobridge_owner', t.name);
@@ -120,6 +123,19 @@ DO $$
 BEGIN
     IF to_regclass('biobridge.open_batches') IS NOT NULL THEN
         GRANT DELETE ON biobridge.open_batches TO biobridge_loader;
+    END IF;
+END
+$$;
+
+-- Month partitions of biometric_events are created on demand by a function that runs with the
+-- owner's rights (migration 0008); the loader may call it, nobody else.
+DO $$
+BEGIN
+    IF to_regprocedure('biobridge.ensure_event_partitions(timestamptz[])') IS NOT NULL THEN
+        ALTER FUNCTION biobridge.ensure_event_partitions(timestamptz[]) OWNER TO biobridge_owner;
+        REVOKE ALL ON FUNCTION biobridge.ensure_event_partitions(timestamptz[]) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION biobridge.ensure_event_partitions(timestamptz[])
+            TO biobridge_loader;
     END IF;
 END
 $$;

@@ -26,6 +26,7 @@ _STAGED_ROW_FIELDS: list[pa.Field[Any]] = [
     pa.field("source_key", pa.string()),
     pa.field("record_index", pa.int32()),
     pa.field("load_id", pa.int64()),
+    pa.field("delivery_seq", pa.int64()),  # the ledger's order of deliveries: greater wins
 ]
 STAGED_ROW = pa.schema(_STAGED_ROW_FIELDS)
 """A row of `biometric_events` as a batch stages it (everything but the `id`)."""

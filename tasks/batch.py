@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,7 +19,7 @@ from landing.store import ObjectStore
 from schemas.loads import LoadCounts
 from schemas.staging import FILE_RESULT, QUARANTINE_ENTRY, STAGED_ROW
 from tasks.flatten import Flattened, FlattenInput, Issue, flatten_many, is_pointer, resource_of
-from tasks.load import apply_batch, apply_empty, dedupe_newest, stage_batch
+from tasks.load import apply_batch, apply_empty, dedupe_newest, ensure_partitions, stage_batch
 from tasks.read import LandedFile, ParseFailure, excerpt, fetch_objects, parse_body
 from tasks.retry import is_retryable
 from tasks.runtime import database_url
@@ -79,17 +79,29 @@ def reason_group(field: str, expected: str) -> str:
 
 
 def plan_batch(
-    files: Sequence[LandedFile], *, load_id: int, now: datetime | None = None
+    files: Sequence[LandedFile],
+    *,
+    load_id: int,
+    now: datetime | None = None,
+    delivery_order: Mapping[str, int] | None = None,
 ) -> BatchPlan:
-    """Turn fetched files into the tables `stage_batch` and `apply_batch` load. Pure: no I/O."""
+    """Turn fetched files into the tables `stage_batch` and `apply_batch` load. Pure: no I/O.
+
+    `delivery_order` is each file's `landed_files.delivery_seq` (the order deliveries became
+    known; greater wins, docs/ordering.md). Without a ledger (tests, benchmarks) the files are
+    numbered by (received_at, key).
+    """
     now = now or datetime.now(UTC)
+    if delivery_order is None:
+        by_receipt = sorted(files, key=lambda f: (f.meta.received_at, f.key))
+        delivery_order = {f.key: n for n, f in enumerate(by_receipt, start=1)}
     counts = LoadCounts(files_read=len(files))
     sorted_files = _classify(files)
     flat = _flatten_isolating_failures(sorted_files.inputs, files, sorted_files.whole)
     for field_path, seen in flat.drift.items():
         # Drift keys are sender-chosen: they go to `loads.drift` (jsonb refuses \u0000).
         counts.drift[excerpt(field_path)] += seen
-    rows = flat.rows.join(_files_frame(files), on="file_no", how="left")
+    rows = flat.rows.join(_files_frame(files, delivery_order), on="file_no", how="left")
     rows_per_file: dict[int, int] = dict(rows.group_by("file_no").len().iter_rows())
     issues: list[_WholeFile | Issue] = [*sorted_files.whole, *flat.issues]
     q_rows, bad_records = _quarantine_rows(files, issues, load_id=load_id, counts=counts)
@@ -156,12 +168,13 @@ def _classify(files: Sequence[LandedFile]) -> _Sorted:
     return out
 
 
-def _files_frame(files: Sequence[LandedFile]) -> pl.DataFrame:
-    """Per file of the batch: what its rows carry as lineage (key, receipt, delivery id)."""
+def _files_frame(files: Sequence[LandedFile], delivery_order: Mapping[str, int]) -> pl.DataFrame:
+    """Per file of the batch: what its rows carry as lineage (key, order, receipt, delivery id)."""
     return pl.DataFrame(
         {
             "file_no": pl.Series(range(len(files)), dtype=pl.Int64),
             "source_key": [f.key for f in files],
+            "delivery_seq": pl.Series([delivery_order[f.key] for f in files], dtype=pl.Int64),
             "received_at": pl.Series(
                 [f.meta.received_at for f in files], dtype=pl.Datetime("us", "UTC")
             ),
@@ -346,7 +359,9 @@ def process_batch(
     dsn = url or database_url()
     batch_id = open_batch(dsn, load_id=load_id, keys=[f.key for f in files])
     try:
-        plan = plan_batch(files, load_id=load_id)
+        order = {c.key: c.delivery_seq for c in claimed}
+        plan = plan_batch(files, load_id=load_id, delivery_order=order)
+        ensure_partitions(dsn, plan.stage)
         stage_batch(
             conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
         )

@@ -29,6 +29,8 @@ class ClaimedFile:
     key: str
     vendor: str
     received_at: datetime
+    delivery_seq: int
+    """Its place in the order deliveries became known (docs/ordering.md): greater wins."""
 
 
 # Advisory lock class of "this load's process is alive": (LOAD_LOCK_CLASS, load_id).
@@ -88,10 +90,12 @@ def start_load(
     kind: str,
     code_version: str,
     load_id: int | None = None,
+    commit: bool = True,
 ) -> int:
     """Open a load record and commit it, so rows and quarantine entries can point at it.
 
     `load_id`: the id `load_liveness` reserved and locked (a flow's load); None takes the next.
+    `commit=False` leaves it in the caller's transaction (a dry run rolls it back).
     """
     with conn.cursor() as cur:
         if load_id is None:
@@ -107,7 +111,8 @@ def start_load(
                 (load_id, flow_run_id, kind, code_version),
             )
         (opened,) = one_row(cur)
-    conn.commit()
+    if commit:
+        conn.commit()
     return int(opened)
 
 
@@ -196,7 +201,7 @@ def claim_pending(
     """
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT object_key, vendor, received_at FROM biobridge.landed_files "
+            "SELECT object_key, vendor, received_at, delivery_seq FROM biobridge.landed_files "
             "WHERE state = 'pending' AND vendor = ANY($1::text[]) "
             "AND received_at >= coalesce($2::timestamptz, '-infinity') "
             "AND received_at < coalesce($3::timestamptz, 'infinity') "
@@ -204,7 +209,7 @@ def claim_pending(
             ("{" + ",".join(vendors) + "}", received_from, received_until, limit),
         )
         rows = cur.fetchall()
-    return [ClaimedFile(key=k, vendor=v, received_at=r) for k, v, r in rows]
+    return [ClaimedFile(key=k, vendor=v, received_at=r, delivery_seq=int(n)) for k, v, r, n in rows]
 
 
 def requeue(
@@ -216,11 +221,14 @@ def requeue(
     received_from: datetime | None,
     received_until: datetime | None,
     loaded_before: datetime | None = None,
+    commit: bool = True,
 ) -> int:
     """Put files back to pending for a replay; their open quarantine entries are marked replayed.
 
-    Reloading is safe: rows are upserted, and a file's own rows never replace themselves.
-    `loaded_before` leaves alone files settled since then (a resumed chunked replay did them).
+    Reloading re-derives each file's rows (tasks/load.py): its rows take what the current code
+    makes of it, and never a measurement a later delivery holds. `loaded_before` leaves alone
+    files settled since then (a resumed chunked replay did them). `commit=False` leaves the
+    change in the caller's transaction (a dry run rolls it back).
     """
     params = (
         "{" + ",".join(vendors) + "}",
@@ -251,7 +259,8 @@ def requeue(
             params,
         )
         (count,) = one_row(cur)
-    conn.commit()
+    if commit:
+        conn.commit()
     return int(count)
 
 

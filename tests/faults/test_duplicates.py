@@ -1,5 +1,5 @@
 """Issue 4.5: duplicate and out-of-order deliveries. One row per measurement; the delivery
-received last wins, whatever order the files are loaded in."""
+that became known last wins (docs/ordering.md), whatever order the files are loaded in."""
 
 from __future__ import annotations
 
@@ -47,23 +47,31 @@ def test_same_webhook_delivered_20_times_is_one_row_per_measurement(pipeline: Pi
     assert_accounted(pipeline)
 
 
-def test_correction_loaded_before_the_older_deliveries_still_wins(pipeline: Pipeline) -> None:
+def test_deliveries_that_reach_the_store_later_win_whatever_their_stamp(
+    pipeline: Pipeline,
+) -> None:
+    # Issue 14: "newest" is the order in which deliveries became known (the ledger's
+    # delivery_seq), never the receivers' stamps, which a clock behind makes lie
+    # (docs/ordering.md). This test once asserted the opposite: stamps older than the delivery
+    # already loaded lost, which is how a slow receiver's correction was dropped.
     now = datetime.now(UTC)
-    original, corrected = now - timedelta(hours=5), now - timedelta(hours=2)
-    fixed = land_at(pipeline.store, "oura", generic_body("u_late", readiness_score=77), corrected)
+    first, stamped_older = now - timedelta(hours=2), now - timedelta(hours=5)
+    loaded = land_at(pipeline.store, "oura", generic_body("u_late", readiness_score=77), first)
     state = pipeline.ingest()  # the first scheduled run lists everything, then keeps a cursor
     assert state.is_completed(), state.message
-    assert rows_of(pipeline, "u_late")["readiness_score"] == (77.0, fixed)
+    assert rows_of(pipeline, "u_late")["readiness_score"] == (77.0, loaded)
 
-    # The original and its 20 retries arrive in the store later, with older receipt times (a
-    # replicated bucket catching up): a scheduled run does not list 5 hours back, a backfill does.
-    for i in range(20):
+    # 20 deliveries arrive in the store afterwards, stamped hours earlier (receivers whose clocks
+    # are behind): a scheduled run does not list 5 hours back, a backfill does.
+    later = [
         land_at(
             pipeline.store,
             "oura",
             generic_body("u_late", readiness_score=50),
-            original + timedelta(seconds=i),
+            stamped_older + timedelta(seconds=i),
         )
+        for i in range(20)
+    ]
     scheduled = pipeline.ingest()
     assert scheduled.is_completed() and scheduled.result()["files_read"] == 0
     state = pipeline.ingest(
@@ -71,13 +79,14 @@ def test_correction_loaded_before_the_older_deliveries_still_wins(pipeline: Pipe
     )
     assert state.is_completed(), state.message
     load = state.result()
-    assert (load["files_loaded"], load["rows_inserted"], load["rows_updated"]) == (20, 0, 0)
-    assert load["rows_unchanged"] == ROWS_PER_GENERIC_FILE  # deduplicated in the batch first
+    # Deduplicated in the batch first: one value changed, six are the same measurements.
+    assert (load["files_loaded"], load["rows_inserted"], load["rows_updated"]) == (20, 0, 1)
+    assert load["rows_unchanged"] == ROWS_PER_GENERIC_FILE - 1
 
     rows = rows_of(pipeline, "u_late")
     assert len(rows) == ROWS_PER_GENERIC_FILE
-    assert rows["readiness_score"] == (77.0, fixed)
-    assert {key for _, key in rows.values()} == {fixed}
+    assert rows["readiness_score"] == (50.0, later[-1])  # listed in key order: the last one
+    assert {key for _, key in rows.values()} == {later[-1]}
     assert pipeline.scalar("SELECT count(*) FROM biobridge.landed_files") == 21
     report = assert_accounted(pipeline)
     assert report.keys_superseded == 20 * ROWS_PER_GENERIC_FILE
