@@ -1,12 +1,16 @@
-"""Run one ingest: on the running stack's Prefect server when there is one, else in this process.
+"""Run one ingest in this process: on the running stack's Prefect server when there is one, else on
+a temporary Prefect API.
 
 With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), or
-`PREFECT_API_URL` set, the run is submitted to that server's deployment (it shows in its UI and
-starts within the runner's poll interval); no temporary Prefect server is started. A server that
-does not serve the deployment (a bare `prefect server start`) gets the run from this process.
-Otherwise the flow runs here, on a temporary Prefect API that dies with this process (also when
-it is killed). That API is started first, before this process imports the flow: its start-up
-(~8-20 s, mostly imports) and ours (~5-10 s) then overlap instead of adding up.
+`PREFECT_API_URL` set, the run is created from that server's deployment (it shows in its UI as a
+run of the deployment) in a Pending state, which the stack's runner leaves alone (it starts only
+Scheduled runs), and this process executes it at once: no runner poll, no flow-run process to
+start, no temporary Prefect server. A Ctrl-C here stops it as Ctrl-C stops `up`'s runs: the load
+record says why and the run ends Crashed with a message. A server that does not serve the
+deployment (a bare `prefect server start`) gets a run of the flow without deployment.
+Otherwise the flow runs on a temporary Prefect API that dies with this process (also when it is
+killed). That API is started first, before this process imports the flow: its start-up (~8-20 s,
+mostly imports) and ours (~5-10 s) then overlap instead of adding up.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -149,37 +152,59 @@ def _run_ingest(
     from deployments.progress import chunk_progress
 
     with chunk_progress(params):
-        if isinstance(server, str) and not here and deployment_served(server):
-            return submit(params.model_dump(mode="json"), api=server)
-        return run_here(params, api=server)
+        return run_here(params, api=server, of_deployment=isinstance(server, str) and not here)
 
 
-def deployment_served(api: str) -> bool:
-    """Whether the server at `api` has the served deployment (`biobridge up` registers it)."""
+def deployment_run(params: IngestParams, *, api: str) -> FlowRun | None:
+    """A Pending run of the served deployment for this process to execute, or None when the
+    server at `api` does not serve it. Pending, not Scheduled: the stack's runner starts only
+    Scheduled runs, so it leaves this one to us."""
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
+    from prefect.states import Pending
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_deployment_by_name(DEPLOYMENT)
+            deployment = client.read_deployment_by_name(DEPLOYMENT)
         except ObjectNotFound:
-            return False
-    return True
+            return None
+        run = client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={"params": params.model_dump(mode="json")},
+            state=Pending(message="started by the biobridge CLI, which runs it"),
+            tags=["cli"],
+        )
+    print(f"run {run.name} on the running stack: {api.removesuffix('/api')}/runs/flow-run/{run.id}")
+    return run
 
 
-def run_here(params: IngestParams, *, api: str | TemporaryApi) -> int:
-    """Run the flow in this process: on the server at `api` (it shows in that server's UI), or
-    on a temporary Prefect API that dies with this process."""
+def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bool = False) -> int:
+    """Run the flow in this process: on the server at `api` (it shows in that server's UI; as a
+    run of the served deployment when `of_deployment` and the server has it), or on a temporary
+    Prefect API that dies with this process."""
     from ops.api import check_database
 
     check_database()  # fail in seconds with the reason, not after the flow's retries
+    from prefect.flow_engine import run_flow
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.ingest import ingest
 
     url = api if isinstance(api, str) else api.wait()
     with temporary_settings({PREFECT_API_URL: url}):
-        state = cast("State[Any]", ingest(params, return_state=True))
+        run = deployment_run(params, api=url) if of_deployment else None
+        try:
+            state = cast(
+                "State[Any]",
+                run_flow(ingest, flow_run=run, parameters={"params": params}, return_type="state"),
+            )
+        except KeyboardInterrupt:
+            print(
+                "interrupted: the run ended Crashed; its committed batches stand and the other "
+                "files load on the next run (its load record says how far it got)",
+                file=sys.stderr,
+            )
+            raise
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # the run's last log lines, while the API is there
@@ -238,40 +263,3 @@ def temporary_api() -> Iterator[TemporaryApi]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def submit(params: dict[str, Any], *, api: str) -> int:
-    """Create a run of the served deployment, follow it to its end, print its load record."""
-    from prefect import get_client
-    from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
-
-    from ops.api import load_of_flow_run
-
-    try:
-        run = cast(
-            "FlowRun",
-            run_deployment(DEPLOYMENT, parameters={"params": params}, timeout=0, tags=["cli"]),
-        )
-    except ObjectNotFound:
-        raise RunError(
-            f"deployment {DEPLOYMENT} is not on {api}: is `biobridge up` serving it there?"
-        ) from None
-    ui = api.removesuffix("/api")
-    print(f"submitted run {run.name} to the running stack: {ui}/runs/flow-run/{run.id}", flush=True)
-    with get_client(sync_client=True) as client:
-        started = False
-        while True:
-            run = client.read_flow_run(run.id)
-            state = run.state
-            if state is not None and state.is_running() and not started:
-                started = True
-                print(f"started ({state.name})", flush=True)
-            if state is not None and state.is_final():
-                break
-            time.sleep(1)
-    load = load_of_flow_run(str(run.id))
-    if load is not None:
-        print(format_load(load))
-    print(f"{state.name}: {state.message}" if state.message else state.name)
-    return 0 if state.is_completed() else 1

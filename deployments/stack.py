@@ -43,8 +43,10 @@ FLOW_NAME = "ingest-landed-webhooks"
 DEPLOYMENT_NAME = "landed-webhooks"
 DEPLOYMENT = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
 DEPLOYMENT_TAGS = ["biobridge", "ingest"]
-# Seconds the runner waits between polls for runs to start (Prefect's default is 10).
-RUNNER_POLL_S = 2
+# Seconds the runner waits between polls for runs to start (Prefect's default is 10): runs started
+# from the UI or `prefect deployment run` wait for the next poll, then for their process to import
+# the flow (~3 s). One cheap query a second on the local server; the CLI's runs skip both.
+RUNNER_POLL_S = 1
 # One Ctrl-C returns the shell within ~10 s: the runner gets STOP_DEADLINE_S, then leftover
 # flow-run processes are killed, and the server and receiver get CHILD_STOP_S together.
 STOP_DEADLINE_S = 5.0
@@ -187,7 +189,8 @@ def kill_flow_processes() -> list[str]:
 
 def crash_unfinished_runs(message: str) -> list[str]:
     """Set every run of the served deployment still Pending/Running/Cancelling to Crashed with
-    `message`: only this `up` runs them (one per data dir), so none is really in flight now."""
+    `message`: only this `up` (one per data dir) and the CLI runs it serves run them, and with
+    this stack's server gone (or not yet there) none of them can report its end."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,

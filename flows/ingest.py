@@ -216,9 +216,9 @@ def describe_error(error: BaseException) -> str:
     """The load record's reason: the exception, or what stopped the run when it has no text."""
     if (signalled := stop_signal(error)) is not None:
         return (
-            f"stopped: the run received {_signal_name(signalled)} (biobridge up stopping, or the "
-            "run was cancelled); committed batches stand, the other files stay pending and load "
-            "on the next run"
+            f"stopped: the run received {_signal_name(signalled)} (Ctrl-C, biobridge up "
+            "stopping, or the run was cancelled); committed batches stand, the other files stay "
+            "pending and load on the next run"
         )
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 

@@ -88,7 +88,7 @@ def flow_run(api: str, run_id: str) -> dict[str, Any]:
     return dict(httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json())
 
 
-def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+def post_json(url: str, body: dict[str, Any]) -> Any:
     """POST as Prefect's own client does: retry a busy server's 5xx/429 (its SQLite database is
     locked now and then while the runner and a run write), then insist on success."""
     for _ in range(10):
@@ -97,7 +97,7 @@ def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
             break
         time.sleep(1)
     assert response.status_code in (200, 201), (response.status_code, response.text[:500])
-    return dict(response.json())
+    return response.json()
 
 
 def prefect_servers(data_dir: str) -> set[int]:
@@ -150,12 +150,23 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
                 time.sleep(0.2)
             out, err = child.communicate()
         assert child.returncode == 0, out + err
-        assert "submitted run" in out and "Starting temporary server" not in out + err
+        assert "on the running stack" in out and "Starting temporary server" not in out + err
         assert seen == servers_before
         run_id = out.split("/runs/flow-run/")[1].split()[0]
         submitted = flow_run(api, run_id)
         assert submitted["state"]["type"] == "COMPLETED"
         assert submitted["parameters"]["params"]["mode"] == "backfill"
+        # It is a run of the served deployment, listed by the stack's server with its runs.
+        deployment = httpx.get(f"{api}/deployments/name/{info['deployment']}", timeout=10).json()
+        assert submitted["deployment_id"] == deployment["id"] and "cli" in submitted["tags"]
+        listed = post_json(
+            f"{api}/flow_runs/filter",
+            {
+                "deployments": {"id": {"any_": [deployment["id"]]}},
+                "flow_runs": {"id": {"any_": [run_id]}},
+            },
+        )
+        assert [r["id"] for r in listed] == [run_id]
         # Issue 12 done-when: the run started within 5 s of the command (no temporary server).
         began = datetime.fromisoformat(submitted["start_time"]) - datetime.fromisoformat(
             submitted["created"]
@@ -166,9 +177,8 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         # ~4,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
         for i in range(4000):
             land(store, "oura", BODY.replace(b"athlete_", f"ctrlc{i}_".encode(), 1))
-        deployment = httpx.get(f"{api}/deployments/name/{info['deployment']}", timeout=10)
         created = post_json(
-            f"{api}/deployments/{deployment.json()['id']}/create_flow_run",
+            f"{api}/deployments/{deployment['id']}/create_flow_run",
             {"parameters": {"params": {"batch_files": 100, "workers": 1}}},
         )
         deadline = time.monotonic() + 120
