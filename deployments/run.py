@@ -174,6 +174,8 @@ def deployment_run(params: IngestParams, *, api: str) -> FlowRun | None:
             state=Pending(message="started by the biobridge CLI, which runs it"),
             tags=["cli"],
         )
+        # `up` interrupts the CLI runs in flight when it stops, as it cancels its own.
+        client.update_flow_run(run.id, infrastructure_pid=f"{socket.gethostname()}:{os.getpid()}")
     print(f"run {run.name} on the running stack: {api.removesuffix('/api')}/runs/flow-run/{run.id}")
     return run
 

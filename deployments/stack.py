@@ -6,11 +6,13 @@ Prefect or Postgres), and the ingest deployment served on a schedule in this pro
 
 Stopping: the receiver and the server run in their own sessions, so a Ctrl-C in the terminal
 reaches this process and the flow runs in flight (they finish or abandon their batch and close
-their load record with the reason). This process stops in order: the runner first (it cancels
-the runs in flight while the Prefect server can still record their state), then the receiver and
-the server together, then Postgres. A second Ctrl-C, or STOP_DEADLINE_S after the first, stops
-what is left at once: flow-run processes still alive are killed and their runs set Crashed with
-a message, so no run stays Running. `up` also crashes runs a killed `up` left Running.
+their load record with the reason); runs that `biobridge ingest` executes in its own process on
+this stack get a SIGINT from here and stop the same way. This process stops in order: the runner
+first (it cancels the runs in flight while the Prefect server can still record their state), then
+the receiver and the server together, then Postgres. A second Ctrl-C, or STOP_DEADLINE_S after
+the first, stops what is left at once: flow-run processes still alive are killed and their runs
+set Crashed with a message, so no run stays Running. `up` also crashes runs a killed `up` left
+Running.
 
 One `up` per data dir: a lock file in the data dir says which process holds it, and
 `<data_dir>/stack.json` tells the other commands where the running stack's Prefect API is.
@@ -185,6 +187,48 @@ def kill_flow_processes() -> list[str]:
             continue
     psutil.wait_procs(killed, timeout=3)
     return [f"pid {p.pid}" for p in killed]
+
+
+def interrupt_cli_runs() -> list[str]:
+    """SIGINT the `biobridge` CLI processes on this host that execute runs of the served
+    deployment on this stack (each recorded `host:pid` as its run's infrastructure_pid): they
+    stop as the runner's runs do, closing their load record with the reason. What was signalled."""
+    import psutil
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType(t) for t in UNFINISHED])
+                ),
+                tags=FlowRunFilterTags(all_=["cli"]),
+            ),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT_NAME])),
+        )
+    signalled = []
+    for run in runs:
+        host, _, pid = (run.infrastructure_pid or "").rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            continue
+        try:
+            proc = psutil.Process(int(pid))
+            if not any("biobridge" in arg or "deployments.cli" in arg for arg in proc.cmdline()):
+                continue  # not ours (the pid was reused)
+            proc.send_signal(signal.SIGINT)
+            signalled.append(f"{run.name} (pid {pid})")
+        except psutil.Error:  # it ended meanwhile
+            continue
+    return signalled
 
 
 def crash_unfinished_runs(message: str) -> list[str]:
@@ -392,14 +436,25 @@ def serve_until_stopped(every: int) -> float:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+
     # The runner's loop runs in a thread of its own, so that the deadline holds however long its
     # teardown takes: past STOP_DEADLINE_S this thread goes on stopping without it (and Runner
     # installs no signal handler outside the main thread: ours stay).
+    def interrupt_cli() -> None:
+        try:
+            if signalled := interrupt_cli_runs():
+                print(f"interrupted CLI runs: {', '.join(signalled)}", file=sys.stderr, flush=True)
+        except Exception as exc:  # noqa: BLE001 - we are stopping; their runs get Crashed after
+            print(f"could not interrupt CLI runs: {exc}", file=sys.stderr, flush=True)
+
     thread = threading.Thread(target=serve, name="biobridge-runner", daemon=True)
     thread.start()
+    cli_stopper = threading.Thread(target=interrupt_cli, name="biobridge-cli-stop", daemon=True)
     try:
         while thread.is_alive():
             thread.join(timeout=0.2)
+            if stopping.is_set() and not cli_stopper.is_alive() and cli_stopper.ident is None:
+                cli_stopper.start()  # in parallel with the runner's stop, within its deadline
             if stopping.is_set() and runner.started and not runner.stopping:
                 runner.handle_sigterm()  # the signal came while it was still starting
             if stopping.is_set() and time.monotonic() - first_at[0] > STOP_DEADLINE_S:

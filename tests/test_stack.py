@@ -116,7 +116,7 @@ def prefect_servers(data_dir: str) -> set[int]:
     return found
 
 
-# Two stacks, a backfill and 4,000 files loaded: minutes on a loaded 2-core machine.
+# Two stacks, a backfill and 6,000 files loaded: minutes on a loaded 2-core machine.
 @pytest.mark.timeout(900)
 def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
     pg_url: str, tmp_path: Path
@@ -174,8 +174,8 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         print(f"backfill: run started {began.total_seconds():.1f}s after it was created; "
               f"command took {time.monotonic() - started:.1f}s")  # fmt: skip
 
-        # ~4,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
-        for i in range(4000):
+        # ~6,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
+        for i in range(6000):
             land(store, "oura", BODY.replace(b"athlete_", f"ctrlc{i}_".encode(), 1))
         created = post_json(
             f"{api}/deployments/{deployment['id']}/create_flow_run",
@@ -185,7 +185,17 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         while flow_run(api, created["id"])["state"]["type"] != "RUNNING":
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        time.sleep(3)  # some batches committed, more to come
+        # And a CLI run on the stack (it runs in the CLI's process, in another terminal's group).
+        cli_run = subprocess.Popen(
+            [*CLI, "ingest", "--batch-files", "20", "--workers", "1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert cli_run.stdout is not None and cli_run.stderr is not None
+        cli_run_id = cli_run.stdout.readline().split("/runs/flow-run/")[1].split()[0]
+        while flow_run(api, cli_run_id)["state"]["type"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(1)  # some batches committed, more to come
 
         os.killpg(up.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         stopping = time.monotonic()
@@ -193,11 +203,16 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         print(f"Ctrl-C: up exited after {time.monotonic() - stopping:.1f}s")
         tail = log.read_text()
         assert "files will load on next start" in tail or "nothing pending" in tail
+        # `up` interrupted the CLI's run too: it ended Crashed and its load says why.
+        assert cli_run.wait(timeout=30) == 130, cli_run.stderr.read()[-3000:]
+        assert "interrupted" in cli_run.stderr.read()
 
     # Next start: the interrupted run is not Running, its load names the signal, verify is clean.
     with running_up(env, log) as (_, info):
         state = flow_run(info["api_url"], created["id"])["state"]
         assert state["type"] in ("CANCELLED", "CRASHED"), state
+        cli_state = flow_run(info["api_url"], cli_run_id)["state"]
+        assert cli_state["type"] == "CRASHED", cli_state
         from warehouse.postgres import connect
 
         def interrupted_load() -> tuple[str | None, str | None]:
@@ -217,3 +232,9 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert status == "failed", (status, error)
         assert error and ("stopped: the run received SIG" in error or "abandoned" in error)
+        with connect(pg_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT status, error FROM biobridge.loads WHERE flow_run_id = $1", (cli_run_id,)
+            )
+            cli_status, cli_error = cur.fetchone() or (None, None)
+        assert cli_status == "failed" and "stopped: the run received SIGINT" in cli_error
