@@ -16,9 +16,11 @@ mostly imports) and ours (~5-10 s) then overlap instead of adding up.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -180,6 +182,51 @@ def deployment_run(params: IngestParams, *, api: str) -> FlowRun | None:
     return run
 
 
+@contextmanager
+def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threading.Event]:
+    """Stop this process's run when someone cancels it in the UI. The stack's runner enforces
+    cancels only for runs it started; a run the CLI executes itself is watched here, and a cancel
+    becomes the SIGINT the flow already handles (it stops between batches and says so)."""
+    cancelled = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        from prefect import get_client
+
+        assert run is not None
+        with get_client(sync_client=True) as client:
+            while not done.wait(poll_s):
+                try:
+                    state = client.read_flow_run(run.id).state
+                except Exception:  # noqa: BLE001, S112 - a busy server: ask again next second
+                    continue
+                if state is not None and state.type.value == "CANCELLING":
+                    cancelled.set()
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+
+    watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
+    if run is not None:
+        watcher.start()
+    try:
+        yield cancelled
+    finally:
+        done.set()
+
+
+def mark_cancelled(run: FlowRun) -> None:
+    """End a run cancelled from the UI as Cancelled (the engine saw only an interrupt)."""
+    from prefect import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            run.id,
+            Cancelled(message="cancelled from the Prefect UI; stopped between batches"),
+            force=True,
+        )
+
+
 def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bool = False) -> int:
     """Run the flow in this process: on the server at `api` (it shows in that server's UI; as a
     run of the served deployment when `of_deployment` and the server has it), or on a temporary
@@ -196,11 +243,22 @@ def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bo
     with temporary_settings({PREFECT_API_URL: url}):
         run = deployment_run(params, api=url) if of_deployment else None
         try:
-            state = cast(
-                "State[Any]",
-                run_flow(ingest, flow_run=run, parameters={"params": params}, return_type="state"),
-            )
+            with honour_cancel(run) as cancelled:
+                state = cast(
+                    "State[Any]",
+                    run_flow(
+                        ingest, flow_run=run, parameters={"params": params}, return_type="state"
+                    ),
+                )
         except KeyboardInterrupt:
+            if run is not None and cancelled.is_set():
+                mark_cancelled(run)
+                print(
+                    "cancelled from the Prefect UI: its committed batches stand and the other "
+                    "files load on the next run (its load record says how far it got)",
+                    file=sys.stderr,
+                )
+                return 1
             print(
                 "interrupted: the run ended Crashed; its committed batches stand and the other "
                 "files load on the next run (its load record says how far it got)",

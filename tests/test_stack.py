@@ -177,6 +177,25 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         # ~6,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
         for i in range(6000):
             land(store, "oura", BODY.replace(b"athlete_", f"ctrlc{i}_".encode(), 1))
+        # A CLI run cancelled in the UI stops between batches and ends Cancelled.
+        cancel_me = subprocess.Popen(
+            [*CLI, "ingest", "--batch-files", "20", "--workers", "1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert cancel_me.stdout is not None and cancel_me.stderr is not None
+        cancel_id = cancel_me.stdout.readline().split("/runs/flow-run/")[1].split()[0]
+        deadline = time.monotonic() + 120
+        while flow_run(api, cancel_id)["state"]["type"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        post_json(  # what the UI's Cancel button sends
+            f"{api}/flow_runs/{cancel_id}/set_state",
+            {"state": {"type": "CANCELLING", "message": "cancelled by a test"}, "force": True},
+        )
+        assert cancel_me.wait(timeout=60) == 1, cancel_me.stderr.read()[-3000:]
+        assert "cancelled from the Prefect UI" in cancel_me.stderr.read()
+        assert flow_run(api, cancel_id)["state"]["type"] == "CANCELLED"
+
         created = post_json(
             f"{api}/deployments/{deployment['id']}/create_flow_run",
             {"parameters": {"params": {"batch_files": 100, "workers": 1}}},
