@@ -202,7 +202,8 @@ def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threa
                     continue
                 if state is not None and state.type.value == "CANCELLING":
                     cancelled.set()
-                    os.kill(os.getpid(), signal.SIGINT)
+                    if not done.is_set():  # the run is still executing: stop it
+                        os.kill(os.getpid(), signal.SIGINT)
                     return
 
     watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
@@ -212,6 +213,20 @@ def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threa
         yield cancelled
     finally:
         done.set()
+
+
+CANCEL_STATES = ("CANCELLING", "CANCELLED")
+
+
+def ended_cancelled(run: FlowRun) -> int:
+    """Mark the run Cancelled, say so, and return the command's exit code."""
+    mark_cancelled(run)
+    print(
+        "cancelled from the Prefect UI: its committed batches stand and the other "
+        "files load on the next run (its load record says how far it got)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def mark_cancelled(run: FlowRun) -> None:
@@ -252,13 +267,7 @@ def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bo
                 )
         except KeyboardInterrupt:
             if run is not None and cancelled.is_set():
-                mark_cancelled(run)
-                print(
-                    "cancelled from the Prefect UI: its committed batches stand and the other "
-                    "files load on the next run (its load record says how far it got)",
-                    file=sys.stderr,
-                )
-                return 1
+                return ended_cancelled(run)
             print(
                 "interrupted: the run ended Crashed; its committed batches stand and the other "
                 "files load on the next run (its load record says how far it got)",
@@ -268,6 +277,10 @@ def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bo
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # the run's last log lines, while the API is there
+        # A cancel can also end the run without an interrupt: the stop cancelled a query and the
+        # flow returned, or the server refused its final state because it was Cancelling.
+        if run is not None and (cancelled.is_set() or state.type.value in CANCEL_STATES):
+            return ended_cancelled(run)
     if state.is_completed():
         print(format_load(state.result()))
         if state.name != "Completed":
