@@ -16,13 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from prefect import State, Task, flow, get_client, get_run_logger
-from prefect.exceptions import TerminationSignal
-from prefect.futures import as_completed, wait
+from prefect import State, flow, get_client, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from flows.alerts import emit_run_events
+from flows.in_flight import keep_in_flight, stop_signal
 from flows.params import IngestParams
 from flows.replay import run_chunked
 from flows.report import WARNING_STATE_NAME, RunFindings, findings, publish
@@ -36,47 +35,6 @@ from tasks.steps import IngestTasks, ingest_tasks
 from warehouse.ledger import load_liveness
 from warehouse.postgres import connect
 from warehouse.quarantine import oldest_pending, quarantined_files
-
-# How long a stopping run waits for its batches in flight before it abandons them (they roll back
-# and their files stay pending): `biobridge up` must stop within a few seconds of Ctrl-C.
-STOP_GRACE_S = 3.0
-
-
-def load_backlog(
-    load_batch: Task[..., LoadCounts | None],
-    *,
-    load_id: int,
-    spec: BatchSpec,
-    workers: int,
-    counts: LoadCounts,
-) -> None:
-    """Keep `workers` batches in flight until nothing is left to claim; add up their counts.
-
-    A sliding window, not lock-step rounds: as soon as one batch commits the next is claimed,
-    so one worker reads and flattens while the other's upsert keeps Postgres busy.
-    """
-    in_flight = [load_batch.submit(load_id=load_id, spec=spec) for _ in range(workers)]
-    stopping = False
-    try:
-        while in_flight:
-            finished = next(as_completed(in_flight))
-            in_flight.remove(finished)
-            result = finished.result()
-            if result is not None:
-                counts.add(result)
-                in_flight.append(load_batch.submit(load_id=load_id, spec=spec))
-    except BaseException as exc:
-        if not stop_signal(exc):
-            raise
-        # Stopping: give the batches in flight a moment to commit, then abandon them (a batch
-        # that has not committed rolls back when the process exits; its files stay pending).
-        stopping = True
-        wait(in_flight, timeout=STOP_GRACE_S)
-        raise
-    finally:
-        if not stopping:
-            wait(in_flight)  # never close the load record while a batch may still commit
-
 
 DEFAULT_PARAMS = IngestParams()
 
@@ -130,9 +88,7 @@ def run_flow(params: IngestParams) -> Any:
         try:
             counts.fetch = steps.fetch_notifications(load_id=load_id, vendors=params.vendors)
             if params.chunk_hours:
-                discovered = run_chunked(
-                    steps, params, load_id=load_id, counts=counts, stop_grace_s=STOP_GRACE_S
-                )
+                discovered = run_chunked(steps, params, load_id=load_id, counts=counts)
             else:
                 discovered = find_files(steps, params, load_id=load_id)
                 spec = BatchSpec(
@@ -141,12 +97,10 @@ def run_flow(params: IngestParams) -> Any:
                     received_from=params.received_from,
                     received_until=params.received_until,
                 )
-                load_backlog(
-                    steps.load_batch,
-                    load_id=load_id,
-                    spec=spec,
-                    workers=params.workers,
-                    counts=counts,
+                keep_in_flight(
+                    lambda: steps.load_batch.submit(load_id=load_id, spec=spec),
+                    slots=params.workers,
+                    take=counts.add,
                 )
         except BaseException as exc:
             if stop_signal(exc) is not None:
@@ -186,19 +140,6 @@ def tag_run(tags: list[str]) -> None:
             client.update_flow_run(UUID(run_id), tags=sorted({*current, *tags}))
     except Exception as exc:  # noqa: BLE001 - tags are a convenience; the state says it all
         get_run_logger().warning("could not tag the run %s: %s", tags, exc)
-
-
-def stop_signal(error: BaseException) -> BaseException | None:
-    """The TerminationSignal or KeyboardInterrupt behind `error`, if a signal caused it (a signal
-    raised inside a lock's wait can surface as "RuntimeError: release unlocked lock")."""
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            return None
-        if isinstance(seen, TerminationSignal | KeyboardInterrupt):
-            return seen
-        seen = seen.__context__
-    return None
 
 
 def ignore_further_stop_signals() -> None:

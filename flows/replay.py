@@ -12,8 +12,8 @@ from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, as_completed, wait
 
+from flows.in_flight import keep_in_flight
 from schemas.loads import LoadCounts
 from tasks.replay import ChunkResult, request_stop
 from tasks.runtime import database_url
@@ -33,11 +33,11 @@ def run_chunked(
     *,
     load_id: int,
     counts: LoadCounts,
-    stop_grace_s: float,
 ) -> int:
     """Run the command's chunks not done yet, `params.chunk_parallel` at a time; add up their
     counts into `counts`; return the files a backfill's chunks discovered. Stopping, chunks in
-    flight get `stop_grace_s` to finish their current batch and are left not done."""
+    flight finish their current batch (within the grace of `keep_in_flight`) and are left not
+    done."""
     start, end, hours = params.received_from, params.received_until, params.chunk_hours
     if start is None or end is None or hours is None:
         raise ValueError("a chunked run needs received_from, received_until and chunk_hours")
@@ -50,31 +50,20 @@ def run_chunked(
     )
     progress = _Progress(run)
 
-    def submit() -> PrefectFuture[ChunkResult | None]:
-        return steps.replay_chunk.submit(run=run, load_id=load_id, batch_files=params.batch_files)
-
     discovered = 0
-    in_flight = [submit() for _ in range(params.chunk_parallel)]
-    stopping = False
-    try:
-        while in_flight:
-            finished = next(as_completed(in_flight))
-            in_flight.remove(finished)
-            result = finished.result()
-            if result is None:
-                continue  # nothing left to claim for this slot
-            counts.add(result.counts)
-            discovered += result.discovered
-            progress.update()
-            in_flight.append(submit())
-    except BaseException:
-        stopping = True
-        request_stop(load_id)  # chunks in flight stop after their current batch, not done
-        wait(in_flight, timeout=stop_grace_s)
-        raise
-    finally:
-        if not stopping:
-            wait(in_flight)
+
+    def take(result: ChunkResult) -> None:
+        nonlocal discovered
+        counts.add(result.counts)
+        discovered += result.discovered
+        progress.update()
+
+    keep_in_flight(
+        lambda: steps.replay_chunk.submit(run=run, load_id=load_id, batch_files=params.batch_files),
+        slots=params.chunk_parallel,
+        take=take,
+        stop=lambda: request_stop(load_id),  # chunks in flight stop after their current batch
+    )
     with connect(database_url()) as conn:
         finish_run_if_done(conn, run.run_id)
     progress.update()
