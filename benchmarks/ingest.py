@@ -225,6 +225,8 @@ _SQL_LABELS = (
     ("WITH upserted", "write: upsert into biometric_events"),
     ("UPDATE public.biometric_events", "write: update newer deliveries"),
     ("INSERT INTO public.biometric_events", "write: insert absent keys"),
+    ("DO $bb$", "write: insert absent keys (plain INSERT first)"),
+    ("SELECT current_setting('biobridge.plain", "write: insert absent keys (plain INSERT first)"),
     ("INSERT INTO biobridge.open_batches", "claim: open batch record"),
     ("SELECT k, count(*)", "claim: failed attempts"),
     ("ANALYZE", "stage: ANALYZE temp tables"),

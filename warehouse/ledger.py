@@ -7,15 +7,16 @@ in the statements.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 import pyarrow as pa
 
-from landing.keys import KeyParts, parse_key
+from landing.keys import VENDORS, KeyParts, parse_key
 from schemas.loads import LoadRecord
 from warehouse.postgres import Connection, Dsn, is_transient, one_row
 
@@ -140,7 +141,7 @@ def record_discovered(conn: Connection, keys: Sequence[str]) -> int:
     strays: list[str] = []
     for key in keys:
         try:
-            parsed.append((key, parse_key(key)))
+            parsed.append((key, _parse_key_fast(key) or parse_key(key)))
         except ValueError:
             strays.append(key)
     if strays:
@@ -169,6 +170,30 @@ def record_discovered(conn: Connection, keys: Sequence[str]) -> int:
         inserted = cur.rowcount
     conn.commit()
     return int(inserted)
+
+
+# A landing key whose stamp is plain ASCII digits (landing.keys: every key our receiver writes).
+_PLAIN_KEY = re.compile(
+    r"raw/([a-z_]+)/dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/hour=[0-9]{2}/"
+    r"([0-9]{8}T[0-9]{12})Z-[0-9a-f]{16}\.(json|form)"
+)
+_VENDORS = frozenset(VENDORS)
+
+
+def _parse_key_fast(key: str) -> KeyParts | None:
+    """`parse_key` of a key our receiver wrote, without `strptime` (~half of discovery's CPU,
+    measured at 20k keys); None for anything else, which `parse_key` then judges. The stamp is
+    fixed-width (8 + 12 digits), so a valid one reads the same either way; an invalid one
+    (month 13, second 60) raises ValueError in both."""
+    m = _PLAIN_KEY.fullmatch(key)
+    if m is None or m[1] not in _VENDORS:
+        return None
+    t = m[2]
+    received_at = datetime(
+        int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15]),
+        int(t[15:21]), tzinfo=UTC,
+    )  # fmt: skip
+    return KeyParts(vendor=m[1], received_at=received_at, ext=m[3])
 
 
 ANALYZE_AFTER_NEW_FILES = 10_000
@@ -208,8 +233,12 @@ def claim_pending(
             "ORDER BY received_at, object_key LIMIT $4 FOR UPDATE SKIP LOCKED",
             ("{" + ",".join(vendors) + "}", received_from, received_until, limit),
         )
-        rows = cur.fetchall()
-    return [ClaimedFile(key=k, vendor=v, received_at=r, delivery_seq=int(n)) for k, v, r, n in rows]
+        # As one Arrow table: the DB-API row iterator cost ~0.1 ms a row (a tenth of a claim).
+        claimed = cur.fetch_arrow_table()
+    return [
+        ClaimedFile(key=k, vendor=v, received_at=r, delivery_seq=int(n))
+        for k, v, r, n in zip(*(claimed.column(i).to_pylist() for i in range(4)), strict=True)
+    ]
 
 
 def requeue(
