@@ -61,11 +61,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Run one ingest flow run now; exit non-zero if it failed."""
-    from deployments.run import run_ingest
+    from deployments.run import ingest_params, run_ingest
 
     if args.dry_run:
         return replay_dry_run(args)
-    return run_ingest(
+    params = ingest_params(
         mode=args.mode,
         vendors=args.vendor or list(VENDORS),
         received_from=args.received_from,
@@ -76,6 +76,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         chunk_hours=args.chunk_hours,
         chunk_parallel=args.chunk_parallel,
     )
+    return run_ingest(params)
 
 
 def replay_dry_run(args: argparse.Namespace) -> int:
