@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from deployments.prefect_env import configure_prefect_env
-from tasks.settings import get_pipeline_settings
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "up.lock"
@@ -222,7 +221,10 @@ def interrupt_cli_runs() -> list[str]:
             continue
         try:
             proc = psutil.Process(int(pid))
-            if not any("biobridge" in arg or "deployments.cli" in arg for arg in proc.cmdline()):
+            if not any(
+                "biobridge" in arg or "deployments.cli" in arg or "deployments.runhost" in arg
+                for arg in proc.cmdline()
+            ):
                 continue  # not ours (the pid was reused)
             proc.send_signal(signal.SIGINT)
             signalled.append(f"{run.name} (pid {pid})")
@@ -277,6 +279,9 @@ def _pending_files() -> str:
 
 def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
     """Start everything and serve the scheduled ingest until interrupted."""
+    from deployments.runhost import run_host
+    from tasks.settings import get_pipeline_settings
+
     settings = get_pipeline_settings()
     data_dir = settings.data_dir
     configure_prefect_env(data_dir)
@@ -326,6 +331,8 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             proc=receiver,
         )
         os.environ["PREFECT_API_URL"] = api
+        # `biobridge ingest` hands its runs to a process here that has done its imports.
+        host = stack.enter_context(run_host(data_dir))
         every = interval_s or settings.ingest_interval_s
         info = {
             "pid": os.getpid(),
@@ -333,6 +340,7 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             "ui_url": f"http://127.0.0.1:{prefect_port}",
             "receiver_url": f"http://{settings.host}:{settings.port}",
             "deployment": DEPLOYMENT,
+            "run_socket": None if host.path is None else str(host.path),
             "database": database_display_url(),
             "data_dir": str(data_dir.resolve()),
         }
@@ -346,6 +354,9 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             print(f"runs a previous `up` left unfinished, now Crashed: {', '.join(left)}")
         print(banner(info, every=every, landing=settings.landing_location()), flush=True)
         stopped_at = serve_until_stopped(every)
+        # The CLI runs `up` interrupted end within the deadline too, while the server can still
+        # record their end (their process retries a gone server for a minute).
+        host.wait_runs(max(0.0, STOP_DEADLINE_S - (time.monotonic() - stopped_at)))
         if killed := kill_flow_processes():
             print(f"flow runs in flight after the deadline, killed: {', '.join(killed)}")
         try:
