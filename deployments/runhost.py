@@ -37,6 +37,7 @@ RUN_SOCKET = "run.sock"
 # just started) or gone: the CLI then runs the flow itself.
 ACCEPT_TIMEOUT_S = 20.0
 MAX_MESSAGE = 1 << 20
+READY = b"ready\n"
 # What a run imports, imported by the standby before it waits: the flow and its libraries, and
 # what Prefect's engine imports only when a run starts (seen in sys.modules after a first run).
 WARM_IMPORTS = (
@@ -73,16 +74,26 @@ def submit(socket_path: Path, params: dict[str, Any]) -> int | None:
     }
     try:
         sock.connect(str(socket_path))
-        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [1, 2])
         reader = sock.makefile("rb")
-        taken = reader.readline()  # {"pid": ...} once a standby has the run
+        # Nothing is sent before a standby says it is there: a request left in the socket after
+        # the timeout would be run by the next standby while this command runs it too.
+        ready = reader.readline()
     except OSError:  # includes the timeout: no standby (yet)
         sock.close()
         return None
-    if not taken:
+    if ready != READY:
         sock.close()
         return None
     sock.settimeout(None)
+    try:
+        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [1, 2])
+        taken = reader.readline()  # {"pid": ...}: the standby has the run
+    except OSError:
+        taken = b""
+    if not taken:
+        sock.close()
+        print("biobridge ingest: the stack's standby process did not take the run", file=sys.stderr)
+        return 1
 
     def forward(_signum: int, _frame: object) -> None:
         with suppress(OSError):
@@ -124,9 +135,10 @@ class RunHost:
 
 
 @contextmanager
-def run_host(data_dir: Path) -> Iterator[RunHost]:
+def run_host(data_dir: Path, *, env: dict[str, str]) -> Iterator[RunHost]:
     """Listen on `<data_dir>/run.sock` and keep a standby process for CLI runs while the stack
-    runs (no socket when its path is too long for a unix socket: `RunHost.path` is None)."""
+    runs, with the environment `env` (no socket when its path is too long for a unix socket:
+    `RunHost.path` is None)."""
     path = (data_dir / RUN_SOCKET).resolve()
     if len(str(path).encode()) > 100:
         yield RunHost(None)
@@ -154,6 +166,7 @@ def run_host(data_dir: Path) -> Iterator[RunHost]:
                 [sys.executable, "-m", "deployments.runhost", *map(str, fds)],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,  # the terminal's Ctrl-C reaches `up`, not the runs
                 preexec_fn=die_with_parent,  # an idle standby dies with `up`
             )
@@ -223,6 +236,11 @@ def standby_main(listen_fd: int, notify_fd: int) -> int:
     listener = socket.socket(fileno=listen_fd)
     while True:
         conn, _ = listener.accept()
+        try:
+            conn.sendall(READY)
+        except OSError:  # that command gave up waiting
+            conn.close()
+            continue
         request, fds = _receive(conn)
         if request is not None:
             break

@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -323,6 +323,9 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
         )
         receiver = _spawn([sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env)
         stack.callback(_stop_children, [receiver, server])  # together: within CHILD_STOP_S
+        # `biobridge ingest` hands its runs to a process here that has done its imports; it
+        # imports while the server starts, so it is ready when `up` is.
+        host = stack.enter_context(run_host(data_dir, env=os.environ | {"PREFECT_API_URL": api}))
         wait_http_ok(f"{api}/health", timeout_s=120, what="the Prefect server", proc=server)
         wait_http_ok(
             f"http://{settings.host}:{settings.port}/healthz",
@@ -331,8 +334,6 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             proc=receiver,
         )
         os.environ["PREFECT_API_URL"] = api
-        # `biobridge ingest` hands its runs to a process here that has done its imports.
-        host = stack.enter_context(run_host(data_dir))
         every = interval_s or settings.ingest_interval_s
         info = {
             "pid": os.getpid(),
@@ -345,7 +346,6 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             "data_dir": str(data_dir.resolve()),
         }
         stack_file = data_dir / STACK_FILE
-        stack_file.write_text(json.dumps(info, indent=2))
         stack.callback(stack_file.unlink, missing_ok=True)
         if left := crash_unfinished_runs(
             "biobridge up stopped (killed) before this run finished; its load record says what "
@@ -353,7 +353,10 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
         ):
             print(f"runs a previous `up` left unfinished, now Crashed: {', '.join(left)}")
         print(banner(info, every=every, landing=settings.landing_location()), flush=True)
-        stopped_at = serve_until_stopped(every)
+        # The other commands find the stack once its deployment exists (they create its runs).
+        stopped_at = serve_until_stopped(
+            every, ready=lambda: stack_file.write_text(json.dumps(info, indent=2))
+        )
         # The CLI runs `up` interrupted end within the deadline too, while the server can still
         # record their end (their process retries a gone server for a minute).
         host.wait_runs(max(0.0, STOP_DEADLINE_S - (time.monotonic() - stopped_at)))
@@ -395,7 +398,7 @@ def banner(info: dict[str, Any], *, every: int, landing: str) -> str:
     )
 
 
-def serve_until_stopped(every: int) -> float:
+def serve_until_stopped(every: int, *, ready: Callable[[], object] = lambda: None) -> float:
     """Serve the ingest deployment until SIGINT/SIGTERM; then cancel runs in flight and return
     the monotonic time of the first signal.
 
@@ -416,6 +419,7 @@ def serve_until_stopped(every: int) -> float:
         parameters={"params": DEFAULT_PARAMS.model_dump(mode="json")},
         description=ingest.description,
     )
+    ready()
     stopping = threading.Event()
     first_at = [0.0]
     failure: list[BaseException] = []
