@@ -1,13 +1,16 @@
-"""Run one ingest in this process: on the running stack's Prefect server when there is one, else on
-a temporary Prefect API.
+"""Run one ingest: on the running stack's Prefect server when there is one, else on a temporary
+Prefect API.
 
-With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), or
-`PREFECT_API_URL` set, the run is created from that server's deployment (it shows in its UI as a
-run of the deployment) in a Pending state, which the stack's runner leaves alone (it starts only
-Scheduled runs), and this process executes it at once: no runner poll, no flow-run process to
-start, no temporary Prefect server. A Ctrl-C here stops it as Ctrl-C stops `up`'s runs: the load
-record says why and the run ends Crashed with a message. A server that does not serve the
-deployment (a bare `prefect server start`) gets a run of the flow without deployment.
+With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), the CLI
+hands the run to `up`'s standby process (`deployments.runhost`), which calls `run_here` here with
+the flow already imported. Where no standby takes it (`up` still starting), or with
+`PREFECT_API_URL` naming another server, this process runs it: `run_here` creates the run from
+that server's deployment (it shows in its UI as a run of the deployment) in a Pending state,
+which the stack's runner leaves alone (it starts only Scheduled runs), and executes it at once:
+no runner poll, no flow-run process to start, no temporary Prefect server. A Ctrl-C stops it as
+Ctrl-C stops `up`'s runs: the load record says why and the run ends Crashed with a message. A
+server that does not serve the deployment (a bare `prefect server start`) gets a run of the flow
+without deployment.
 Otherwise the flow runs on a temporary Prefect API that dies with this process (also when it is
 killed). That API is started first, before this process imports the flow: its start-up (~8-20 s,
 mostly imports) and ours (~5-10 s) then overlap instead of adding up.

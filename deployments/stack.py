@@ -189,9 +189,10 @@ def kill_flow_processes() -> list[str]:
 
 
 def interrupt_cli_runs() -> list[str]:
-    """SIGINT the `biobridge` CLI processes on this host that execute runs of the served
-    deployment on this stack (each recorded `host:pid` as its run's infrastructure_pid): they
-    stop as the runner's runs do, closing their load record with the reason. What was signalled."""
+    """SIGINT the processes on this host that execute CLI runs of the served deployment on this
+    stack (`up`'s standbys, or a `biobridge` command running one itself; each recorded
+    `host:pid` as its run's infrastructure_pid): they stop as the runner's runs do, closing their
+    load record with the reason. What was signalled."""
     import psutil
     from prefect import get_client
     from prefect.client.schemas.filters import (
