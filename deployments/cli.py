@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from landing.keys import VENDORS
@@ -61,11 +62,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Run one ingest flow run now; exit non-zero if it failed."""
-    from deployments.run import run_ingest
-
     if args.dry_run:
         return replay_dry_run(args)
-    return run_ingest(
+    from deployments.run import ingest_params
+
+    params = ingest_params(
         mode=args.mode,
         vendors=args.vendor or list(VENDORS),
         received_from=args.received_from,
@@ -76,6 +77,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         chunk_hours=args.chunk_hours,
         chunk_parallel=args.chunk_parallel,
     )
+    # With `biobridge up` running, its standby process (imports done) runs it: no start-up tax.
+    if (code := submit_to_stack(params.model_dump(mode="json"))) is not None:
+        return code
+    from deployments.run import run_ingest
+
+    return run_ingest(params)
+
+
+def submit_to_stack(params: dict[str, Any]) -> int | None:
+    """Hand the run to the running stack's standby process (`deployments.runhost`); its exit
+    code, or None when there is none (no `up`, PREFECT_API_URL names another server)."""
+    from deployments.runhost import submit
+    from deployments.stack import read_stack_file
+
+    info = read_stack_file(get_settings().data_dir)
+    if info is None or not info.get("run_socket"):
+        return None
+    if (url := os.environ.get("PREFECT_API_URL")) and url.rstrip("/") != info["api_url"]:
+        return None
+    return submit(Path(info["run_socket"]), params)
 
 
 def replay_dry_run(args: argparse.Namespace) -> int:
@@ -641,11 +662,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure is one line with the fix
-        print(f"biobridge {args.command}: {_explain(exc)}", file=sys.stderr)
+        print(f"biobridge {args.command}: {explain(exc)}", file=sys.stderr)
         return 2
 
 
-def _explain(exc: Exception) -> str:
+def explain(exc: Exception) -> str:
     """One line saying what went wrong and how to fix it (never a secret: messages are redacted
     where they are raised, and pydantic's input echo is left out)."""
     from pydantic import ValidationError

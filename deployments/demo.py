@@ -221,24 +221,14 @@ def run_demo(*, receiver_url: str | None) -> int:
         print(f"{accepted} of {sent} webhooks accepted")
 
         from deployments.run import run_ingest
-        from landing.keys import VENDORS
+        from flows.params import IngestParams
 
         codes = []
-        # The first run loads the pushes and defers the notifications; the second fetches the
-        # documents they point at from the (fake) vendor API and loads them.
+        # Scheduled runs with the defaults. The first loads the pushes and defers the
+        # notifications; the second fetches the documents they point at from the (fake) vendor
+        # API and loads them.
         for _ in range(2):
-            codes.append(
-                run_ingest(
-                    mode="scheduled",
-                    vendors=list(VENDORS),
-                    received_from=None,
-                    received_until=None,
-                    replay_states=["quarantined"],
-                    batch_files=2000,
-                    workers=2,
-                    here=True,
-                )
-            )
+            codes.append(run_ingest(IngestParams(), here=True))
     print_landed()
     failed = any(codes) or accepted != sent or connected != len(DEMO_USERS)
     return 1 if failed else 0

@@ -1,13 +1,16 @@
-"""Run one ingest in this process: on the running stack's Prefect server when there is one, else on
-a temporary Prefect API.
+"""Run one ingest: on the running stack's Prefect server when there is one, else on a temporary
+Prefect API.
 
-With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), or
-`PREFECT_API_URL` set, the run is created from that server's deployment (it shows in its UI as a
-run of the deployment) in a Pending state, which the stack's runner leaves alone (it starts only
-Scheduled runs), and this process executes it at once: no runner poll, no flow-run process to
-start, no temporary Prefect server. A Ctrl-C here stops it as Ctrl-C stops `up`'s runs: the load
-record says why and the run ends Crashed with a message. A server that does not serve the
-deployment (a bare `prefect server start`) gets a run of the flow without deployment.
+With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), the CLI
+hands the run to `up`'s standby process (`deployments.runhost`), which calls `run_here` here with
+the flow already imported. Where no standby takes it (`up` still starting), or with
+`PREFECT_API_URL` naming another server, this process runs it: `run_here` creates the run from
+that server's deployment (it shows in its UI as a run of the deployment) in a Pending state,
+which the stack's runner leaves alone (it starts only Scheduled runs), and executes it at once:
+no runner poll, no flow-run process to start, no temporary Prefect server. A Ctrl-C stops it as
+Ctrl-C stops `up`'s runs: the load record says why and the run ends Crashed with a message. A
+server that does not serve the deployment (a bare `prefect server start`) gets a run of the flow
+without deployment.
 Otherwise the flow runs on a temporary Prefect API that dies with this process (also when it is
 killed). That API is started first, before this process imports the flow: its start-up (~8-20 s,
 mostly imports) and ours (~5-10 s) then overlap instead of adding up.
@@ -21,9 +24,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from deployments.prefect_env import configure_prefect_env
@@ -72,74 +74,15 @@ def stack_api_url() -> str | None:
     return None if info is None else str(info["api_url"])
 
 
-def run_ingest(
-    *,
-    mode: str,
-    vendors: Sequence[str],
-    received_from: datetime | None,
-    received_until: datetime | None,
-    replay_states: Sequence[str],
-    batch_files: int,
-    workers: int,
-    chunk_hours: int | None = None,
-    chunk_parallel: int = 2,
-    here: bool = False,
-) -> int:
-    """Run the flow once; 0 when it completed, 1 when it failed (the reason is printed).
-    `here` runs it in this process even when `biobridge up` serves the deployment (the demo's
-    settings point at its fake vendor API, which the served process does not know)."""
-    configure_prefect_env(get_settings().data_dir)
-    api = stack_api_url()
-    if api:
-        os.environ["PREFECT_API_URL"] = api
-    with ExitStack() as stack:
-        # Started now, awaited only when the flow starts: it boots while we import the flow.
-        server = api or stack.enter_context(temporary_api())
-        return _run_ingest(
-            mode=mode,
-            vendors=vendors,
-            received_from=received_from,
-            received_until=received_until,
-            replay_states=replay_states,
-            batch_files=batch_files,
-            workers=workers,
-            chunk_hours=chunk_hours,
-            chunk_parallel=chunk_parallel,
-            here=here,
-            server=server,
-        )
-
-
-def _run_ingest(
-    *,
-    mode: str,
-    vendors: Sequence[str],
-    received_from: datetime | None,
-    received_until: datetime | None,
-    replay_states: Sequence[str],
-    batch_files: int,
-    workers: int,
-    chunk_hours: int | None,
-    chunk_parallel: int,
-    here: bool,
-    server: str | TemporaryApi,
-) -> int:
+def ingest_params(**options: Any) -> IngestParams:
+    """`biobridge ingest`'s options as the flow's parameters; a RunError naming the options when
+    they are invalid. Light (pydantic only): the CLI checks its options before anything starts."""
     from pydantic import ValidationError
 
     from flows.params import IngestParams
 
     try:
-        params = IngestParams(
-            mode=mode,  # type: ignore[arg-type]
-            vendors=list(vendors),
-            received_from=received_from,
-            received_until=received_until,
-            replay_states=list(replay_states),  # type: ignore[arg-type]
-            batch_files=batch_files,
-            workers=workers,
-            chunk_hours=chunk_hours,
-            chunk_parallel=chunk_parallel,
-        )
+        return IngestParams(**options)
     except ValidationError as exc:
         reasons = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}".removeprefix("options: ")
@@ -151,10 +94,23 @@ def _run_ingest(
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise RunError(f"invalid ingest options: {reasons}") from None
-    from deployments.progress import chunk_progress
 
-    with chunk_progress(params):
-        return run_here(params, api=server, of_deployment=isinstance(server, str) and not here)
+
+def run_ingest(params: IngestParams, *, here: bool = False) -> int:
+    """Run the flow once; 0 when it completed, 1 when it failed (the reason is printed).
+    `here` runs it in this process even when `biobridge up` serves the deployment (the demo's
+    settings point at its fake vendor API, which the served process does not know)."""
+    configure_prefect_env(get_settings().data_dir)
+    api = stack_api_url()
+    if api:
+        os.environ["PREFECT_API_URL"] = api
+    with ExitStack() as stack:
+        # Started now, awaited only when the flow starts: it boots while we import the flow.
+        server = api or stack.enter_context(temporary_api())
+        from deployments.progress import chunk_progress
+
+        with chunk_progress(params):
+            return run_here(params, api=server, of_deployment=isinstance(server, str) and not here)
 
 
 def deployment_run(params: IngestParams, *, api: str) -> FlowRun | None:

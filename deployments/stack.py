@@ -31,13 +31,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from deployments.prefect_env import configure_prefect_env
-from tasks.settings import get_pipeline_settings
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "up.lock"
@@ -190,9 +189,10 @@ def kill_flow_processes() -> list[str]:
 
 
 def interrupt_cli_runs() -> list[str]:
-    """SIGINT the `biobridge` CLI processes on this host that execute runs of the served
-    deployment on this stack (each recorded `host:pid` as its run's infrastructure_pid): they
-    stop as the runner's runs do, closing their load record with the reason. What was signalled."""
+    """SIGINT the processes on this host that execute CLI runs of the served deployment on this
+    stack (`up`'s standbys, or a `biobridge` command running one itself; each recorded
+    `host:pid` as its run's infrastructure_pid): they stop as the runner's runs do, closing their
+    load record with the reason. What was signalled."""
     import psutil
     from prefect import get_client
     from prefect.client.schemas.filters import (
@@ -222,7 +222,10 @@ def interrupt_cli_runs() -> list[str]:
             continue
         try:
             proc = psutil.Process(int(pid))
-            if not any("biobridge" in arg or "deployments.cli" in arg for arg in proc.cmdline()):
+            if not any(
+                "biobridge" in arg or "deployments.cli" in arg or "deployments.runhost" in arg
+                for arg in proc.cmdline()
+            ):
                 continue  # not ours (the pid was reused)
             proc.send_signal(signal.SIGINT)
             signalled.append(f"{run.name} (pid {pid})")
@@ -277,6 +280,9 @@ def _pending_files() -> str:
 
 def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
     """Start everything and serve the scheduled ingest until interrupted."""
+    from deployments.runhost import run_host
+    from tasks.settings import get_pipeline_settings
+
     settings = get_pipeline_settings()
     data_dir = settings.data_dir
     configure_prefect_env(data_dir)
@@ -318,6 +324,9 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
         )
         receiver = _spawn([sys.executable, "-m", "deployments.cli", "receiver"], env=receiver_env)
         stack.callback(_stop_children, [receiver, server])  # together: within CHILD_STOP_S
+        # `biobridge ingest` hands its runs to a process here that has done its imports; it
+        # imports while the server starts, so it is ready when `up` is.
+        host = stack.enter_context(run_host(data_dir, env=os.environ | {"PREFECT_API_URL": api}))
         wait_http_ok(f"{api}/health", timeout_s=120, what="the Prefect server", proc=server)
         wait_http_ok(
             f"http://{settings.host}:{settings.port}/healthz",
@@ -333,11 +342,11 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
             "ui_url": f"http://127.0.0.1:{prefect_port}",
             "receiver_url": f"http://{settings.host}:{settings.port}",
             "deployment": DEPLOYMENT,
+            "run_socket": None if host.path is None else str(host.path),
             "database": database_display_url(),
             "data_dir": str(data_dir.resolve()),
         }
         stack_file = data_dir / STACK_FILE
-        stack_file.write_text(json.dumps(info, indent=2))
         stack.callback(stack_file.unlink, missing_ok=True)
         if left := crash_unfinished_runs(
             "biobridge up stopped (killed) before this run finished; its load record says what "
@@ -345,7 +354,13 @@ def run_stack(*, interval_s: int | None, prefect_port: int) -> int:
         ):
             print(f"runs a previous `up` left unfinished, now Crashed: {', '.join(left)}")
         print(banner(info, every=every, landing=settings.landing_location()), flush=True)
-        stopped_at = serve_until_stopped(every)
+        # The other commands find the stack once its deployment exists (they create its runs).
+        stopped_at = serve_until_stopped(
+            every, ready=lambda: stack_file.write_text(json.dumps(info, indent=2))
+        )
+        # The CLI runs `up` interrupted end within the deadline too, while the server can still
+        # record their end (their process retries a gone server for a minute).
+        host.wait_runs(max(0.0, STOP_DEADLINE_S - (time.monotonic() - stopped_at)))
         if killed := kill_flow_processes():
             print(f"flow runs in flight after the deadline, killed: {', '.join(killed)}")
         try:
@@ -384,7 +399,7 @@ def banner(info: dict[str, Any], *, every: int, landing: str) -> str:
     )
 
 
-def serve_until_stopped(every: int) -> float:
+def serve_until_stopped(every: int, *, ready: Callable[[], object] = lambda: None) -> float:
     """Serve the ingest deployment until SIGINT/SIGTERM; then cancel runs in flight and return
     the monotonic time of the first signal.
 
@@ -405,6 +420,7 @@ def serve_until_stopped(every: int) -> float:
         parameters={"params": DEFAULT_PARAMS.model_dump(mode="json")},
         description=ingest.description,
     )
+    ready()
     stopping = threading.Event()
     first_at = [0.0]
     failure: list[BaseException] = []

@@ -154,6 +154,9 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         assert seen == servers_before
         run_id = out.split("/runs/flow-run/")[1].split()[0]
         submitted = flow_run(api, run_id)
+        # Executed by `up`'s standby process (flow already loaded), not by the command itself.
+        executor = int(submitted["infrastructure_pid"].rpartition(":")[2])
+        assert executor != child.pid
         assert submitted["state"]["type"] == "COMPLETED"
         assert submitted["parameters"]["params"]["mode"] == "backfill"
         # It is a run of the served deployment, listed by the stack's server with its runs.
@@ -177,6 +180,34 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         # ~6,000 files, loaded in small batches so that the run is in flight at Ctrl-C.
         for i in range(6000):
             land(store, "oura", BODY.replace(b"athlete_", f"ctrlc{i}_".encode(), 1))
+        # A Ctrl-C in the command's terminal reaches the standby executing its run: it stops
+        # between batches, ends Crashed, its load says why, and the command exits 130.
+        interrupted = subprocess.Popen(
+            [*CLI, "ingest", "--batch-files", "20", "--workers", "1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert interrupted.stdout is not None and interrupted.stderr is not None
+        interrupted_id = interrupted.stdout.readline().split("/runs/flow-run/")[1].split()[0]
+        from warehouse.postgres import connect
+
+        def load_of(run_id: str) -> tuple[str | None, str | None]:
+            with connect(pg_url) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT status, error FROM biobridge.loads WHERE flow_run_id = $1", (run_id,)
+                )
+                return cur.fetchone() or (None, None)
+
+        deadline = time.monotonic() + 120
+        while load_of(interrupted_id)[0] != "running":  # its load record is open: it is loading
+            assert interrupted.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        interrupted.send_signal(signal.SIGINT)
+        assert interrupted.wait(timeout=60) == 130, interrupted.stderr.read()[-3000:]
+        assert "interrupted" in interrupted.stderr.read()
+        assert flow_run(api, interrupted_id)["state"]["type"] == "CRASHED"
+        status, error = load_of(interrupted_id)
+        assert status == "failed" and error and "stopped: the run received SIGINT" in error
+
         # A CLI run cancelled in the UI stops between batches and ends Cancelled.
         cancel_me = subprocess.Popen(
             [*CLI, "ingest", "--batch-files", "20", "--workers", "1"],
