@@ -101,7 +101,7 @@ def plan_batch(
     for field_path, seen in flat.drift.items():
         # Drift keys are sender-chosen: they go to `loads.drift` (jsonb refuses \u0000).
         counts.drift[excerpt(field_path)] += seen
-    rows = flat.rows.join(_files_frame(files, delivery_order), on="file_no", how="left")
+    rows = flat.rows
     rows_per_file: dict[int, int] = dict(rows.group_by("file_no").len().iter_rows())
     issues: list[_WholeFile | Issue] = [*sorted_files.whole, *flat.issues]
     q_rows, bad_records = _quarantine_rows(files, issues, load_id=load_id, counts=counts)
@@ -114,7 +114,9 @@ def plan_batch(
         now=now,
     )
     return BatchPlan(
-        stage=_staged_rows(rows, load_id=load_id).to_arrow().cast(STAGED_ROW),
+        stage=_staged_rows(rows, _files_frame(files, delivery_order), load_id=load_id)
+        .to_arrow()
+        .cast(STAGED_ROW),
         quarantine=pa.Table.from_pylist(q_rows, schema=QUARANTINE_ENTRY),
         file_results=results,
         counts=counts,
@@ -183,14 +185,22 @@ def _files_frame(files: Sequence[LandedFile], delivery_order: Mapping[str, int])
     )
 
 
-def _staged_rows(rows: pl.DataFrame, *, load_id: int) -> pl.DataFrame:
-    """The `STAGED_ROW` columns of the batch's rows, one per measurement key (newest wins)."""
+def _staged_rows(rows: pl.DataFrame, lineage: pl.DataFrame, *, load_id: int) -> pl.DataFrame:
+    """The `STAGED_ROW` columns of the batch's rows, one per measurement key (newest wins).
+
+    `lineage` is `_files_frame` (row n is file n). Only the delivery order is attached before
+    the dedupe sorts and filters the rows: the wide lineage text (source key, delivery id) is
+    gathered onto the surviving rows after it, not copied through the sort.
+    """
+    order = lineage["delivery_seq"]
+    newest = dedupe_newest(rows.with_columns(delivery_seq=order.gather(rows["file_no"])))
+    carried = lineage.select("source_key", "received_at", "delivery_id")[newest["file_no"]]
     derived = {
         "metadata": pl.struct("source_field", "delivery_id").struct.json_encode(),
         "record_index": pl.col("record_index").cast(pl.Int32),
         "load_id": pl.lit(load_id, dtype=pl.Int64),
     }
-    return dedupe_newest(rows).select(
+    return pl.concat([newest, carried], how="horizontal").select(
         derived.get(name, pl.col(name)).alias(name) for name in STAGED_ROW.names
     )
 
