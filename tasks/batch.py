@@ -101,7 +101,7 @@ def plan_batch(
     for field_path, seen in flat.drift.items():
         # Drift keys are sender-chosen: they go to `loads.drift` (jsonb refuses \u0000).
         counts.drift[excerpt(field_path)] += seen
-    rows = flat.rows.join(_files_frame(files, delivery_order), on="file_no", how="left")
+    rows = flat.rows
     rows_per_file: dict[int, int] = dict(rows.group_by("file_no").len().iter_rows())
     issues: list[_WholeFile | Issue] = [*sorted_files.whole, *flat.issues]
     q_rows, bad_records = _quarantine_rows(files, issues, load_id=load_id, counts=counts)
@@ -114,9 +114,11 @@ def plan_batch(
         now=now,
     )
     return BatchPlan(
-        stage=_staged_rows(rows, load_id=load_id).to_arrow().cast(STAGED_ROW),
+        stage=_staged_rows(rows, _files_frame(files, delivery_order), load_id=load_id)
+        .to_arrow()
+        .cast(STAGED_ROW),
         quarantine=pa.Table.from_pylist(q_rows, schema=QUARANTINE_ENTRY),
-        file_results=pa.Table.from_pylist(results, schema=FILE_RESULT),
+        file_results=results,
         counts=counts,
     )
 
@@ -170,27 +172,35 @@ def _classify(files: Sequence[LandedFile]) -> _Sorted:
 
 def _files_frame(files: Sequence[LandedFile], delivery_order: Mapping[str, int]) -> pl.DataFrame:
     """Per file of the batch: what its rows carry as lineage (key, order, receipt, delivery id)."""
+    # Arrow converts the receipt datetimes ~5x faster than a Polars Series of Python datetimes.
+    received = pa.array([f.meta.received_at for f in files], pa.timestamp("us", "UTC"))
     return pl.DataFrame(
         {
             "file_no": pl.Series(range(len(files)), dtype=pl.Int64),
             "source_key": [f.key for f in files],
             "delivery_seq": pl.Series([delivery_order[f.key] for f in files], dtype=pl.Int64),
-            "received_at": pl.Series(
-                [f.meta.received_at for f in files], dtype=pl.Datetime("us", "UTC")
-            ),
+            "received_at": pl.Series(received).cast(pl.Datetime("us", "UTC")),
             "delivery_id": [f.meta.delivery_id for f in files],
         }
     )
 
 
-def _staged_rows(rows: pl.DataFrame, *, load_id: int) -> pl.DataFrame:
-    """The `STAGED_ROW` columns of the batch's rows, one per measurement key (newest wins)."""
+def _staged_rows(rows: pl.DataFrame, lineage: pl.DataFrame, *, load_id: int) -> pl.DataFrame:
+    """The `STAGED_ROW` columns of the batch's rows, one per measurement key (newest wins).
+
+    `lineage` is `_files_frame` (row n is file n). Only the delivery order is attached before
+    the dedupe sorts and filters the rows: the wide lineage text (source key, delivery id) is
+    gathered onto the surviving rows after it, not copied through the sort.
+    """
+    order = lineage["delivery_seq"]
+    newest = dedupe_newest(rows.with_columns(delivery_seq=order.gather(rows["file_no"])))
+    carried = lineage.select("source_key", "received_at", "delivery_id")[newest["file_no"]]
     derived = {
         "metadata": pl.struct("source_field", "delivery_id").struct.json_encode(),
         "record_index": pl.col("record_index").cast(pl.Int32),
         "load_id": pl.lit(load_id, dtype=pl.Int64),
     }
-    return dedupe_newest(rows).select(
+    return pl.concat([newest, carried], how="horizontal").select(
         derived.get(name, pl.col(name)).alias(name) for name in STAGED_ROW.names
     )
 
@@ -231,38 +241,47 @@ def _file_results(
     deferred: dict[int, str],
     counts: LoadCounts,
     now: datetime,
-) -> list[dict[str, object]]:
-    """Each file's outcome (loaded, quarantined or deferred) and the batch's file counts."""
-    results: list[dict[str, object]] = []
-    for no, f in enumerate(files):
+) -> pa.Table:
+    """Each file's outcome (loaded, quarantined or deferred) and the batch's file counts.
+
+    Built as columns (one list per `FILE_RESULT` field), not a dict per file.
+    """
+    states: list[str] = []
+    loaded_rows: list[int] = []
+    bad_counts: list[int] = []
+    no_bad: set[int | None] = set()
+    for no in range(len(files)):
         loaded = int(rows_per_file.get(no, 0))
-        bad = bad_records.get(no, set())
+        bad = bad_records.get(no, no_bad)
         if no in deferred:
-            state = "deferred"
-            counts.files_deferred += 1
+            states.append("deferred")
         elif None in bad or (bad and loaded == 0):
-            state = "quarantined"
-            counts.files_quarantined += 1
+            states.append("quarantined")
         else:
-            state = "loaded"
-            counts.files_loaded += 1
-        counts.records_quarantined += len(bad)
-        results.append(
-            {
-                "object_key": f.key,
-                "state": state,
-                "rows_loaded": loaded,
-                "records_quarantined": len(bad),
-                "size_bytes": f.meta.size,
-                "sha256": f.meta.sha256,
-                "delivery_id": f.meta.delivery_id,
-                "note": deferred.get(no),
-            }
-        )
-        counts.lag_seconds_max = max(
-            counts.lag_seconds_max, (now - f.meta.received_at).total_seconds()
-        )
-    return results
+            states.append("loaded")
+        loaded_rows.append(loaded)
+        bad_counts.append(len(bad))
+    counts.files_deferred += states.count("deferred")
+    counts.files_quarantined += states.count("quarantined")
+    counts.files_loaded += states.count("loaded")
+    counts.records_quarantined += sum(bad_counts)
+    if files:
+        oldest = min(f.meta.received_at for f in files)
+        counts.lag_seconds_max = max(counts.lag_seconds_max, (now - oldest).total_seconds())
+    metas = [f.meta for f in files]
+    columns = {
+        "object_key": [f.key for f in files],
+        "state": states,
+        "rows_loaded": loaded_rows,
+        "records_quarantined": bad_counts,
+        "size_bytes": [m.size for m in metas],
+        "sha256": [m.sha256 for m in metas],
+        "delivery_id": [m.delivery_id for m in metas],
+        "note": [deferred.get(no) for no in range(len(files))],
+    }
+    return pa.Table.from_pydict(
+        {name: columns[name] for name in FILE_RESULT.names}, schema=FILE_RESULT
+    )
 
 
 def _flatten_isolating_failures(

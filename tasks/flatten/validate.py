@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# registers the Polars builtin checks (ge, isin, str_length) that all_pass calls directly
+import pandera.backends.polars.builtin_checks
+import pandera.config
 import pandera.errors
 import pandera.polars
 import polars as pl
+from pandera.api.checks import Check
+from pandera.api.polars.container import DataFrameSchema
+from pandera.api.polars.types import PolarsData
 
 from schemas.canonical import (
     CANONICAL_SCHEMA,
@@ -47,9 +53,13 @@ def validate_frame(
 ) -> tuple[pl.DataFrame, list[Issue]]:
     """Validate the model's columns of `frame` (lazy) and return the passing rows (all columns)
     and one issue per failing (row, column)."""
-    columns = list(model.to_schema().columns)
+    schema = model.to_schema()
+    columns = list(schema.columns)
+    selected = frame.select(columns)
+    if all_pass(schema, selected):
+        return frame, []
     try:
-        model.validate(frame.select(columns), lazy=True)
+        model.validate(selected, lazy=True)
     except pandera.errors.SchemaErrors as error:
         failures = failing_rows(error)
         issues = [
@@ -60,6 +70,65 @@ def validate_frame(
         good = frame.with_row_index("_pos").filter(~pl.col("_pos").is_in(bad))
         return good.drop("_pos"), issues
     return frame, []
+
+
+def all_pass(schema: DataFrameSchema, frame: pl.DataFrame) -> bool:
+    """True when `frame` certainly passes `schema`: Pandera's own check functions, evaluated in
+    one Polars query instead of Pandera's several collects per check (~14 ms of fixed CPU per
+    frame, ~30 ms per batch).
+
+    False says nothing (Pandera then validates as before and names the failures): any schema
+    feature this does not mirror (uniqueness, coercion, element-wise or non-lazy checks), a
+    dtype or column-order difference, a null in a non-nullable column or a null check result
+    gives False, so this can only skip a validation Pandera would pass.
+    """
+    if (
+        pandera.config.CONFIG.use_narwhals_backend
+        or schema.unique
+        or schema.coerce
+        or schema.dtype is not None
+        or schema.drop_invalid_rows
+        or list(frame.columns) != list(schema.columns)
+    ):
+        return False
+    data = frame.lazy()
+    results: list[pl.LazyFrame] = []
+    for name, column in schema.columns.items():
+        if (
+            column.unique
+            or column.coerce
+            or column.regex
+            or column.dtype is None
+            or column.dtype.type != frame.schema[name]
+            or (not column.nullable and frame[name].null_count())
+        ):
+            return False
+        for check in column.checks:
+            if (out := _check_output(check, PolarsData(data, name))) is None:
+                return False
+            results.append(out)
+    for check in schema.checks:
+        if (out := _check_output(check, PolarsData(data, "*"))) is None:
+            return False
+        results.append(out)
+    if not results:
+        return True
+    passed = pl.concat(results, how="horizontal").select(pl.all().fill_null(False).all())
+    return all(passed.collect().row(0))
+
+
+def _check_output(check: Check, data: PolarsData) -> pl.LazyFrame | None:
+    """The check's boolean column (null where Pandera ignores it: a pass), or None when the
+    check is not one this mirrors."""
+    if check.element_wise or check.groupby is not None or check._check_fn is None:
+        return None
+    out = check._check_fn(data, **check._check_kwargs)
+    if not isinstance(out, pl.LazyFrame):
+        return None
+    names = out.collect_schema().names()
+    folded = pl.all_horizontal(names) if len(names) > 1 else pl.col(names[0])
+    passes = (folded | folded.is_null()) if check.ignore_na else folded.fill_null(False)
+    return out.select(passes.alias(f"_check{id(check)}_{len(names)}"))
 
 
 def validate_canonical(rows: pl.DataFrame) -> tuple[pl.DataFrame, list[Issue]]:
