@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
 from landing.fast_path import Delivery, WebhookApp
-from landing.group_commit import store_writer
+from landing.group_commit import GroupCommitter, store_writer
 from landing.headers import kept_headers
 from landing.keys import new_key
 from landing.metrics import metrics_endpoint
@@ -39,9 +39,9 @@ from landing.request_body import (
     read_body,
 )
 from landing.settings import Settings
-from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
+from landing.store import ObjectStore, StoreError, open_store
 from landing.token_registry import RevocationList
-from landing.vendors import REGISTRY, Handshake, Payload, Vendor, Verification
+from landing.vendors import REGISTRY, Handshake, Vendor, Verification
 
 logger = logging.getLogger("biobridge.receiver")
 _BODY_READ = "biobridge.body_read"
@@ -75,6 +75,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         },
     )
     app.state.store = store
+    app.state.close = receiver.close  # serving.run calls it once the server has stopped
     return app
 
 
@@ -92,6 +93,12 @@ class _Receiver:
         self.readyz_headers = {"Biobridge-Open-Routes": ",".join(self.open_routes) or "none"}
         self.put = store_writer(store, settings)  # group commit on a local store
         self.budget = BodyBudget(settings.max_buffered_body_bytes, settings.retry_after_s)
+
+    def close(self) -> None:
+        """The server has stopped: let the group committer publish what it logged."""
+        committer = getattr(self.put, "__self__", None)
+        if isinstance(committer, GroupCommitter):
+            committer.close()
 
     async def routed_webhook(self, request: Request) -> Response:
         """The webhook as a Starlette endpoint (the fast path calls `webhook` directly)."""
@@ -133,20 +140,26 @@ class _Receiver:
         payload = parse_payload(body, fmt)
 
         received_at = datetime.now(UTC)
+        at = received_at.isoformat()
         key = new_key(vendor.NAME, received_at, ext=fmt)
-        meta = self._metadata(
-            vendor,
-            request,
-            body,
-            payload,
-            check,
-            received_at=received_at,
-            media_type=media_type,
-            context=context,
-        )
+        vendor_id = vendor.delivery_id(request.headers, payload)
         del payload  # parsed documents are big (~20x the body): never hold one across an await
-        log["delivery_id"] = meta.delivery_id
-        if not await self._put(key, body, meta, log):
+        delivery_id = vendor_id or str(uuid.uuid4())
+        fields: dict[
+            str, object
+        ] = {  # the ObjectMeta but its body digest and size (the store computes those)
+            "received_at": at,
+            "vendor": vendor.NAME,
+            "content_type": media_type,
+            "delivery_id": delivery_id,
+            "delivery_id_source": "vendor" if vendor_id else "receiver",
+            "signature_verified": check.verified,
+            "signature": check.scheme,
+            "headers": kept_headers(request.headers, vendor.HEADERS),
+            "context": context,
+        }
+        log["delivery_id"] = delivery_id
+        if not await self._put(key, body, fields, log):
             return self._unavailable(
                 "store_unavailable",
                 "the body could not be stored; nothing was accepted: retry later",
@@ -165,9 +178,9 @@ class _Receiver:
             {
                 "status": "accepted",
                 "device_type": vendor.NAME,
-                "delivery_id": meta.delivery_id,
+                "delivery_id": delivery_id,
                 "object_key": key,
-                "received_at": received_at.isoformat(),
+                "received_at": at,
             },
         )
 
@@ -184,37 +197,12 @@ class _Receiver:
         log["bytes"] = len(body)
         return body
 
-    def _metadata(
-        self,
-        vendor: Vendor,
-        request: Delivery,
-        body: bytes,
-        payload: Payload,
-        check: Verification,
-        *,
-        received_at: datetime,
-        media_type: str,
-        context: dict[str, str],
-    ) -> ObjectMeta:
-        """What is stored beside the body: receipt, digest, delivery id, signature, headers."""
-        vendor_id = vendor.delivery_id(request.headers, payload)
-        return ObjectMeta.of_body(
-            body,
-            received_at=received_at,
-            vendor=vendor.NAME,
-            content_type=media_type,
-            delivery_id=vendor_id or str(uuid.uuid4()),
-            delivery_id_source="vendor" if vendor_id else "receiver",
-            signature_verified=check.verified,
-            signature=check.scheme,
-            headers=kept_headers(request.headers, vendor.HEADERS),
-            context=context,
-        )
-
-    async def _put(self, key: str, body: bytes, meta: ObjectMeta, log: dict[str, Any]) -> bool:
+    async def _put(
+        self, key: str, body: bytes, fields: dict[str, object], log: dict[str, Any]
+    ) -> bool:
         """Store the body; False (logged) when the store failed, whatever the failure."""
         try:
-            await self.put(key, body, meta)
+            await self.put(key, body, fields)
         except Exception as exc:  # whatever failed, the body is not stored: 503
             log["error"] = "store_unavailable"
             logger.warning(

@@ -42,9 +42,19 @@ def run(app: ASGIApp, settings: Settings) -> None:
     config = uvicorn_config(app, settings)
     sock = config.bind_socket()
     if settings.workers == 1:
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            _closed(app)
         return
-    _supervise(config, sock, settings.workers)
+    _supervise(config, sock, settings.workers, app)
+
+
+def _closed(app: ASGIApp) -> None:
+    """The server stopped: the app's `state.close` (if any) publishes what the worker logged."""
+    close = getattr(getattr(app, "state", None), "close", None)
+    if callable(close):
+        close()
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
@@ -88,7 +98,7 @@ def _raise_fd_limit() -> int:
     return soft
 
 
-def _supervise(config: uvicorn.Config, sock: socket.socket, workers: int) -> None:
+def _supervise(config: uvicorn.Config, sock: socket.socket, workers: int, app: ASGIApp) -> None:
     """Fork `workers` servers on `sock`; replace any that dies until SIGTERM or SIGINT."""
     children: set[int] = set()
     stopping = False
@@ -103,6 +113,7 @@ def _supervise(config: uvicorn.Config, sock: socket.socket, workers: int) -> Non
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 uvicorn.Server(config).run(sockets=[sock])
+                _closed(app)
             except BaseException:
                 logger.exception("receiver worker %d failed", os.getpid())
                 code = 1
