@@ -89,9 +89,8 @@ class GroupCommitter:
         self.max_lag_s = max_lag_s
         self.max_backlog_bytes = max_backlog_bytes
         self.ack_visible = ack_visible
-        self._links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Link] = (
-            weakref.WeakKeyDictionary()
-        )
+        # One per event loop, kept after the loop ends: `close` retires its log then.
+        self._links: dict[asyncio.AbstractEventLoop, _Link] = {}
         self.groups = 0  # synced groups, for tests and measurements
         self.objects = 0
 

@@ -8,9 +8,10 @@ handshakes (GET, HEAD, Polar's PING) are answered by their `handshake` hook and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import uuid
-from collections.abc import Mapping
+import os
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from landing.access_log import LOG_FIELDS, AccessLogMiddleware
 from landing.fast_path import Delivery, WebhookApp
 from landing.group_commit import GroupCommitter, store_writer
 from landing.headers import kept_headers
-from landing.keys import new_key
+from landing.keys import key_at
 from landing.metrics import metrics_endpoint
 from landing.open_routes import CREDENTIALS, open_routes, opted_out
 from landing.openapi import openapi_schema
@@ -53,7 +54,14 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         store = open_store(settings.landing_location(), settings)
     receiver = _Receiver(settings, store)
     schema = orjson.dumps(openapi_schema())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        receiver.close()  # the server has stopped: publish what this worker logged
+
     app = WebhookApp(  # Starlette, with POST /webhooks/{vendor} dispatched directly
+        lifespan=lifespan,
         webhook=receiver.webhook,
         on_error=_internal_error,
         routes=[
@@ -75,7 +83,6 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         },
     )
     app.state.store = store
-    app.state.close = receiver.close  # serving.run calls it once the server has stopped
     return app
 
 
@@ -136,19 +143,19 @@ class _Receiver:
             return _handshake_reply(reply, head=False)
         check = vendor.verify(request.headers, body, self.settings)
         log["auth"] = check.scheme
-        context = await self._authorize(check, context)
+        if not check.accepted or check.token_id is not None:
+            context = await self._authorize(check, context)
         payload = parse_payload(body, fmt)
 
         received_at = datetime.now(UTC)
-        at = received_at.isoformat()
-        key = new_key(vendor.NAME, received_at, ext=fmt)
+        at = received_at.isoformat(timespec="microseconds")
+        rand = os.urandom(24).hex()  # one draw: the key's 16 hex digits and a uuid4's 32
+        key = key_at(vendor.NAME, at, rand[:16], ext=fmt)
         vendor_id = vendor.delivery_id(request.headers, payload)
         del payload  # parsed documents are big (~20x the body): never hold one across an await
-        delivery_id = vendor_id or str(uuid.uuid4())
-        fields: dict[
-            str, object
-        ] = {  # the ObjectMeta but its body digest and size (the store computes those)
-            "received_at": at,
+        delivery_id = vendor_id or _uuid4(rand[16:])
+        fields: dict[str, object] = {  # the ObjectMeta but its body digest and size (the store
+            "received_at": at,  # computes those)
             "vendor": vendor.NAME,
             "content_type": media_type,
             "delivery_id": delivery_id,
@@ -173,15 +180,16 @@ class _Receiver:
                 "store_too_slow", f"the store took {late:.0f} s to confirm the write: retry later"
             )
         log["object_key"] = key
-        return _json(
-            202,
-            {
-                "status": "accepted",
-                "device_type": vendor.NAME,
-                "delivery_id": delivery_id,
-                "object_key": key,
-                "received_at": at,
-            },
+        return _Accepted(
+            orjson.dumps(
+                {
+                    "status": "accepted",
+                    "device_type": vendor.NAME,
+                    "delivery_id": delivery_id,
+                    "object_key": key,
+                    "received_at": at,
+                }
+            )
         )
 
     async def _read(self, request: Delivery, log: dict[str, Any]) -> bytes:
@@ -335,6 +343,27 @@ def _describe(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, StoreError):
         return {"error_type": type(exc).__name__, "message": str(exc)[:500]}
     return {"error_type": type(exc).__name__}
+
+
+class _Accepted(Response):
+    """The 202 of a landed webhook: `_json`'s answer without Starlette's header building."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 202
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
+
+
+def _uuid4(hex32: str) -> str:
+    """`str(uuid.uuid4())` from 32 random hex digits (version 4, RFC 4122 variant)."""
+    h = hex32
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def _json(

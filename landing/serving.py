@@ -42,19 +42,9 @@ def run(app: ASGIApp, settings: Settings) -> None:
     config = uvicorn_config(app, settings)
     sock = config.bind_socket()
     if settings.workers == 1:
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        finally:
-            _closed(app)
+        uvicorn.Server(config).run(sockets=[sock])
         return
-    _supervise(config, sock, settings.workers, app)
-
-
-def _closed(app: ASGIApp) -> None:
-    """The server stopped: the app's `state.close` (if any) publishes what the worker logged."""
-    close = getattr(getattr(app, "state", None), "close", None)
-    if callable(close):
-        close()
+    _supervise(config, sock, settings.workers)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
@@ -82,7 +72,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         h11_max_incomplete_event_size=settings.max_url_bytes + settings.max_header_bytes,
         access_log=False,  # the receiver logs one structured line per request itself
         server_header=False,
-        lifespan="off",
+        lifespan="auto",  # the app's shutdown publishes what its worker logged
     )
 
 
@@ -98,7 +88,7 @@ def _raise_fd_limit() -> int:
     return soft
 
 
-def _supervise(config: uvicorn.Config, sock: socket.socket, workers: int, app: ASGIApp) -> None:
+def _supervise(config: uvicorn.Config, sock: socket.socket, workers: int) -> None:
     """Fork `workers` servers on `sock`; replace any that dies until SIGTERM or SIGINT."""
     children: set[int] = set()
     stopping = False
@@ -113,7 +103,6 @@ def _supervise(config: uvicorn.Config, sock: socket.socket, workers: int, app: A
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 uvicorn.Server(config).run(sockets=[sock])
-                _closed(app)
             except BaseException:
                 logger.exception("receiver worker %d failed", os.getpid())
                 code = 1
