@@ -95,27 +95,24 @@ class WebhookApp(Starlette):
                 if vendor and "/" not in vendor:
                     scope["app"] = self
                     scope["path_params"] = {"vendor": vendor}
-                    await self._serve_webhook(scope, receive, send)
+                    # The handler, with the access log of `AccessLogMiddleware` (the status is
+                    # the response's: no wrapper around `send`).
+                    started = time.perf_counter()
+                    fields = access_log.start(scope)
+                    try:
+                        try:
+                            response = await self._webhook(Delivery(scope, receive))
+                        except Exception as exc:
+                            response = await self._on_error(Request(scope, receive, send), exc)
+                            fields["status"] = response.status_code
+                            await response(scope, receive, send)
+                            raise
+                        fields["status"] = response.status_code
+                        await response(scope, receive, send)
+                    except BaseException:
+                        fields["status"] = fields["status"] or 500
+                        raise
+                    finally:
+                        access_log.finish(fields, started)
                     return
         await super().__call__(scope, receive, send)
-
-    async def _serve_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The handler, with the access log of `AccessLogMiddleware` (the status is the
-        response's: no wrapper around `send`)."""
-        started = time.perf_counter()
-        fields = access_log.start(scope)
-        try:
-            try:
-                response = await self._webhook(Delivery(scope, receive))
-            except Exception as exc:
-                response = await self._on_error(Request(scope, receive, send), exc)
-                fields["status"] = response.status_code
-                await response(scope, receive, send)
-                raise
-            fields["status"] = response.status_code
-            await response(scope, receive, send)
-        except BaseException:
-            fields["status"] = fields["status"] or 500
-            raise
-        finally:
-            access_log.finish(fields, started)

@@ -103,7 +103,7 @@ class GroupCommitter:
         link = self._links.get(loop)
         if link is None or link.pid_of_owner != os.getpid():
             link = self._links[loop] = _Link(self, loop)
-        await link.put(key, body, orjson.dumps(fields))
+        await link.enqueue(key, body, orjson.dumps(fields))
 
     async def drain(self) -> None:
         """Wait until everything this loop logged is published as objects (tests, tools)."""
@@ -155,7 +155,8 @@ class _Link:
 
     # the request path
 
-    async def put(self, key: str, body: bytes, meta: bytes) -> None:
+    def enqueue(self, key: str, body: bytes, meta: bytes) -> asyncio.Future[None]:
+        """Add the object to the next group; the future is done once the group is durable."""
         if self.closed:
             raise StoreUnavailable("the receiver is stopping")
         backlog = self.backlog
@@ -179,7 +180,7 @@ class _Link:
         if not self.flushing and len(self.inflight) < _MAX_SYNCS:
             self.flushing = True
             self.loop.call_soon(self._flush)  # after the other requests of this loop turn
-        await done
+        return done
 
     def _flush(self) -> None:
         """Write the gathered group to the segment and ask the syncer to make it durable."""

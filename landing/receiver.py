@@ -166,7 +166,10 @@ class _Receiver:
             "context": context,
         }
         log["delivery_id"] = delivery_id
-        if not await self._put(key, body, fields, log):
+        try:
+            await self.put(key, body, fields)
+        except Exception as exc:  # noqa: BLE001 (whatever failed, the body is not stored: 503)
+            self._put_failed(key, exc, log)
             return self._unavailable(
                 "store_unavailable",
                 "the body could not be stored; nothing was accepted: retry later",
@@ -205,21 +208,15 @@ class _Receiver:
         log["bytes"] = len(body)
         return body
 
-    async def _put(
-        self, key: str, body: bytes, fields: dict[str, object], log: dict[str, Any]
-    ) -> bool:
-        """Store the body; False (logged) when the store failed, whatever the failure."""
-        try:
-            await self.put(key, body, fields)
-        except Exception as exc:  # whatever failed, the body is not stored: 503
-            log["error"] = "store_unavailable"
-            logger.warning(
-                "%s",
-                orjson.dumps({"event": "put_failed", "object_key": key, **_describe(exc)}).decode(),
-                exc_info=None if isinstance(exc, StoreError) else exc,
-            )
-            return False
-        return True
+    @staticmethod
+    def _put_failed(key: str, exc: Exception, log: dict[str, Any]) -> None:
+        """Log a store failure (the request is answered 503)."""
+        log["error"] = "store_unavailable"
+        logger.warning(
+            "%s",
+            orjson.dumps({"event": "put_failed", "object_key": key, **_describe(exc)}).decode(),
+            exc_info=None if isinstance(exc, StoreError) else exc,
+        )
 
     def _unavailable(self, error: str, detail: str) -> Response:
         """A 503 with Retry-After: nothing was acknowledged, the vendor retries."""
