@@ -52,6 +52,7 @@ _ROTATE_BYTES = 64 << 20  # a new segment after this many bytes or seconds, so t
 _ROTATE_S = 1.0  # retires (syncs and deletes) the log as it goes
 _REAP_S = 30.0  # at exit, how long to wait for the materializer to publish the rest
 _MAX_SYNCS = 4  # groups whose fdatasync runs at once (the syncer's threads)
+_RESTART_S = 1.0  # a materializer that dies younger than this is restarted after as long
 
 
 def store_writer(store: ObjectStore, settings: Settings) -> Put:
@@ -151,6 +152,7 @@ class _Link:
         self.drained: list[asyncio.Future[None]] = []
         self.closed = False
         self.syncer = self._start(start_syncer, self._on_synced)
+        self.materializer_started = time.monotonic()
         self.materializer = self._start(start_materializer, self._on_published)
 
     # the request path
@@ -310,6 +312,8 @@ class _Link:
         start: Callable[[LocalStore], tuple[int, socket.socket]],
         on_message: Callable[[bytes], None],
     ) -> tuple[int, socket.socket]:
+        if start is start_materializer:
+            self.materializer_started = time.monotonic()
         pid, sock = start(self.owner.store)
         sock.setblocking(False)
         self.loop.add_reader(sock.fileno(), self._on_readable, sock, on_message, start)
@@ -348,11 +352,20 @@ class _Link:
                     self.flushing = True
                     self.loop.call_soon(self._flush)
             else:
-                self.materializer = self._start(start_materializer, self._on_published)
-                for seq, (_, synced, closed) in self.held.items():
-                    self.unsent[seq] = (synced, closed)
-                self._send_unsent()
+                # One that dies at once (recovery failing on a full disk) is restarted after a
+                # pause, not in a loop of forks.
+                died_young = time.monotonic() - self.materializer_started < _RESTART_S
+                self.loop.call_later(_RESTART_S if died_young else 0, self._restart_materializer)
             return
+
+    def _restart_materializer(self) -> None:
+        """A new materializer, told every segment not retired yet (it starts them over)."""
+        if self.closed:
+            return
+        self.materializer = self._start(start_materializer, self._on_published)
+        for seq, (_, synced, closed) in self.held.items():
+            self.unsent[seq] = (synced, closed)
+        self._send_unsent()
 
     async def drain(self) -> None:
         while self.inflight or self.waiters:

@@ -37,6 +37,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from landing.commit_log import (
     sync_folder_of,
 )
 from landing.local_store import LocalStore, sync_folders
+from landing.store import StoreUnavailable
 
 NOTICE = struct.Struct("<QQB")  # both ways: seq, end, closed (to it) / retired (from it)
 SYNC = struct.Struct("<QQ")  # to the syncer: seq, end
@@ -61,6 +63,7 @@ NICE = 19
 BATCH_RECORDS = 256  # objects published between two progress reports
 _READ_BYTES = 4 << 20
 _IDLE_ADOPT_S = 30.0  # when idle, look for segments of dead workers this often
+_RETRY_S = 1.0  # pause before retrying records that could not be written (a full disk)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -247,6 +250,11 @@ class Materializer:
                 return
             done = materialize(self.store, records)
             s.folders |= done.folders
+            if any(isinstance(e, StoreUnavailable) for e in done.errors):
+                # e.g. a full disk: these records are acknowledged, so never skip them. Retry
+                # the batch (rewriting what did land is harmless) after a pause.
+                time.sleep(_RETRY_S)
+                return
             s.done = end
             self._tell(seq, end, retired=False)
             return

@@ -270,3 +270,39 @@ def test_recovery_completes_the_metadata_the_receiver_logged(tmp_path: Path) -> 
     assert got == body and meta == ObjectMeta.of_fields(body, fields)
     assert (meta.size, meta.sha256) == (len(body), hashlib.sha256(body).hexdigest())
     assert commit_log.backlog(store) == commit_log.Backlog(0, 0, None, 0)
+
+
+def test_records_the_materializer_cannot_write_stay_logged_until_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while materializing: the acknowledged records are never skipped (their
+    segment is not retired); they become objects once writing works again."""
+    full = tmp_path / "disk-full"
+    full.touch()
+    write_temp = local_store._write_temp
+
+    def failing(folder: str, name: str, data: bytes, *, fsync: bool) -> str:
+        if full.exists():  # checked in the materializer process (forked with this patch)
+            raise OSError(28, "No space left on device")
+        return write_temp(folder, name, data, fsync=fsync)
+
+    monkeypatch.setattr(local_store, "_write_temp", failing)
+    store = LocalStore(tmp_path / "landing")
+    committer = GroupCommitter(store)
+    items = [(new_key("oura", datetime.now(UTC)), b'{"n":%d}' % i) for i in range(30)]
+
+    async def scenario() -> tuple[list[object], commit_log.Backlog]:
+        acked = await put_all(committer, items, drain=False)  # logged: acknowledged
+        await asyncio.sleep(1.5)  # the materializer tries, fails, waits, tries again
+        stuck = commit_log.backlog(store)
+        full.unlink()  # space again
+        await committer.drain()
+        return acked, stuck
+
+    acked, stuck = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert acked == [None] * 30
+    assert stuck.records == 30  # pending and counted, not lost
+    for key, body in items:
+        assert store.get(key)[0] == body
+    committer.close()
+    assert not list((store.root / commit_log.LOG_FOLDER).glob("*.log"))
