@@ -226,8 +226,19 @@ class _Link:
         if held is None:
             segment.close()
             return
-        held[2] = True
-        self._notify(segment.seq, held[1], closed=True)
+        held[2] = True  # no group is written to it any more
+        self._notify_segment(segment.seq)
+
+    def _notify_segment(self, seq: int) -> None:
+        """Tell the materializer how far segment `seq` is synced, and that it is closed once
+        it is and none of its syncs is still in flight: told closed, the materializer retires
+        (deletes) the segment as soon as it has published that far, so a group still syncing
+        into it would be lost."""
+        held = self.held.get(seq)
+        if held is None:
+            return
+        closed = held[2] and not any(g[0] == seq for g in self.inflight)
+        self._notify(seq, held[1], closed=closed)
 
     def _on_synced(self, data: bytes) -> None:
         seq, end, ok = SYNCED.unpack(data)
@@ -240,6 +251,7 @@ class _Link:
             for group in [g for g in inflight if g[0] == seq]:
                 inflight.remove(group)
                 self._fail(group[2], OSError("fdatasync failed"))
+            self._notify_segment(seq)  # closed now, if it was
         visible = self.owner.ack_visible
         at = time.monotonic()
         while inflight and (inflight[0][0], inflight[0][1]) <= (seq, end):
@@ -255,7 +267,7 @@ class _Link:
                 for w in waiters:
                     if not w.done():
                         w.set_result(None)
-            self._notify(seq_, end_, closed=bool(held and held[2]))
+            self._notify_segment(seq_)
         if self.waiters and not self.flushing:
             self.flushing = True
             self.loop.call_soon(self._flush)
@@ -348,6 +360,8 @@ class _Link:
                 self.broken = True
                 while self.inflight:
                     self._fail(self.inflight.popleft()[2], OSError("the syncer process exited"))
+                for seq in list(self.held):
+                    self._notify_segment(seq)  # closed ones: none of their syncs is in flight
                 if self.waiters and not self.flushing:
                     self.flushing = True
                     self.loop.call_soon(self._flush)
@@ -363,9 +377,8 @@ class _Link:
         if self.closed:
             return
         self.materializer = self._start(start_materializer, self._on_published)
-        for seq, (_, synced, closed) in self.held.items():
-            self.unsent[seq] = (synced, closed)
-        self._send_unsent()
+        for seq in list(self.held):
+            self._notify_segment(seq)
 
     async def drain(self) -> None:
         while self.inflight or self.waiters:
@@ -387,6 +400,10 @@ class _Link:
         if self.segment is not None:
             self._close_segment(self.segment)
         self._send_unsent_blocking()
+        with contextlib.suppress(OSError):
+            # Nothing to yield to any more: let it finish at normal priority (needs the right to
+            # lower a nice value, CAP_SYS_NICE; without it, it finishes at nice 19).
+            os.setpriority(os.PRIO_PROCESS, self.materializer[0], 0)
         with contextlib.suppress(OSError):
             self.materializer[1].shutdown(socket.SHUT_WR)  # it finishes, then exits
         deadline = time.monotonic() + _REAP_S

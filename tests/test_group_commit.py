@@ -306,3 +306,44 @@ def test_records_the_materializer_cannot_write_stay_logged_until_it_can(
         assert store.get(key)[0] == body
     committer.close()
     assert not list((store.root / commit_log.LOG_FOLDER).glob("*.log"))
+
+
+def test_a_segment_closed_while_its_syncs_run_is_retired_only_after_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every flush starts a new segment and every fdatasync is slow: the old segment is closed
+    while groups written to it still sync. It must not be retired (deleted) before they are
+    published, or their acknowledged records would be gone."""
+    import time
+
+    import landing.group_commit as group_commit
+
+    fdatasync = os.fdatasync
+
+    def slow(fd: int) -> None:  # in the syncer process (forked with this patch)
+        time.sleep(0.05)
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    monkeypatch.setattr(group_commit, "_ROTATE_S", 0.0)
+    store = LocalStore(tmp_path / "landing")
+    committer = GroupCommitter(store)
+    items = [(new_key("oura", datetime.now(UTC)), b'{"n":%d}' % i) for i in range(200)]
+
+    async def scenario() -> list[object]:
+        waves = []
+        for wave in range(0, 200, 10):  # a few loop turns apart: groups overlap their syncs
+            waves.append(
+                asyncio.ensure_future(put_all(committer, items[wave : wave + 10], drain=False))
+            )
+            await asyncio.sleep(0.005)
+        outcomes: list[object] = []
+        for done in await asyncio.gather(*waves):
+            outcomes += done
+        await committer.drain()
+        return outcomes
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) == [None] * 200
+    assert committer.groups > 3  # several segments, closed while others synced
+    for key, body in items:
+        assert store.get(key)[0] == body
