@@ -220,9 +220,13 @@ class Materializer:
                 data = b""
             got = True
             if not data:
-                self.open = False  # the worker is done: publish and retire everything
+                # The worker is done: publish everything its segments hold (also what a notice
+                # it could not send would have said) and retire them.
+                self.open = False
                 for each in self.segments.values():
                     each.closed = True
+                    with contextlib.suppress(OSError):
+                        each.synced = max(each.synced, os.fstat(each.fd).st_size)
                 return got
             seq, end, closed = NOTICE.unpack(data)
             s = self.segments.get(seq)
