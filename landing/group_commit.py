@@ -38,7 +38,14 @@ import orjson
 
 from landing.commit_log import Segment
 from landing.local_store import LocalStore
-from landing.materializer import NOTICE, SYNC, SYNCED, start_materializer, start_syncer
+from landing.materializer import (
+    NOTICE,
+    SYNC,
+    SYNCED,
+    start_materializer,
+    start_materializer_now,
+    start_syncer,
+)
 from landing.settings import Settings
 from landing.store import ObjectMeta, ObjectStore, StoreUnavailable
 
@@ -153,7 +160,11 @@ class _Link:
         self.closed = False
         self.syncer = self._start(start_syncer, self._on_synced)
         self.materializer_started = time.monotonic()
-        self.materializer = self._start(start_materializer, self._on_published)
+        # With ack_visible every request waits for it: then it runs at normal priority.
+        self.start_materializer = (
+            start_materializer_now if owner.ack_visible else start_materializer
+        )
+        self.materializer = self._start(self.start_materializer, self._on_published)
 
     # the request path
 
@@ -324,7 +335,7 @@ class _Link:
         start: Callable[[LocalStore], tuple[int, socket.socket]],
         on_message: Callable[[bytes], None],
     ) -> tuple[int, socket.socket]:
-        if start is start_materializer:
+        if start is not start_syncer:
             self.materializer_started = time.monotonic()
         pid, sock = start(self.owner.store)
         sock.setblocking(False)
@@ -376,7 +387,7 @@ class _Link:
         """A new materializer, told every segment not retired yet (it starts them over)."""
         if self.closed:
             return
-        self.materializer = self._start(start_materializer, self._on_published)
+        self.materializer = self._start(self.start_materializer, self._on_published)
         for seq in list(self.held):
             self._notify_segment(seq)
 

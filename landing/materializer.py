@@ -72,6 +72,11 @@ def start_materializer(store: LocalStore) -> tuple[int, socket.socket]:
     return _fork(lambda sock, worker: Materializer(store, sock, worker).run(), nice=NICE)
 
 
+def start_materializer_now(store: LocalStore) -> tuple[int, socket.socket]:
+    """The materializer at normal priority: with `ack_visible` requests wait for it."""
+    return _fork(lambda sock, worker: Materializer(store, sock, worker).run(), nice=0)
+
+
 def start_syncer(store: LocalStore) -> tuple[int, socket.socket]:
     """Fork this worker's syncer; (its pid, our end of the socket pair).
 
