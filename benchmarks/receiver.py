@@ -154,7 +154,9 @@ def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> 
         out = subprocess.run(
             [*wrk, "-s", str(script), url], capture_output=True, text=True, check=True
         ).stdout
-        cpu = cpu_seconds(proc.pid) - cpu_before
+        cpu = diff(cpu_seconds(proc.pid), cpu_before)
+        drain_s = wait_drained(Path(folder)) if target == "receiver" else 0.0
+        total_cpu = diff(cpu_seconds(proc.pid), cpu_before)
         landed = sum(1 for p in Path(folder).rglob("*.json") if "meta" not in p.name)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -168,24 +170,48 @@ def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> 
         raise RuntimeError(f"wrk printed no RESULT line:\n{out}")
     result = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     result["landed"] = landed
-    result["cpu_us"] = cpu / max(result["reqs"], 1) * 1e6
+    result["drain_s"] = drain_s
+    result["cpu_us"] = cpu[0] / max(result["reqs"], 1) * 1e6
+    result["mat_us"] = cpu[1] / max(result["reqs"], 1) * 1e6
+    result["all_us"] = sum(total_cpu) / max(result["reqs"], 1) * 1e6
     return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its child processes (the workers) so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds so far of `pid` and its child processes (the workers), and
+    apart those of the materializers (the processes at a positive nice value)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    serving = materializing = 0.0
     todo = [pid]
     while todo:
         p = todo.pop()
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            if int(fields[16]) > 0:  # nice
+                materializing += used
+            else:
+                serving += used
             todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return serving, materializing
+
+
+def wait_drained(folder: Path, timeout_s: float = 600.0) -> float:
+    """Seconds until every logged record is an object (the materializer caught up)."""
+    from landing.commit_log import backlog
+    from landing.local_store import LocalStore
+
+    store = LocalStore(folder)
+    started = time.monotonic()
+    while backlog(store).records and time.monotonic() - started < timeout_s:
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def diff(after: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -246,7 +272,13 @@ def main() -> None:
             for target in ("noop", "receiver"):
                 res = one_run(target, args, script, Path(tmp))
                 runs[target].append(res)
-                extra = f" landed={res['landed']:.0f}" if target == "receiver" else ""
+                extra = (
+                    f" landed={res['landed']:.0f} materializer {res['mat_us']:.0f} us/req during"
+                    f" the run, {res['all_us']:.0f} us/req in all, drained "
+                    f"{res['drain_s']:.1f} s after"
+                    if target == "receiver"
+                    else ""
+                )
                 print(
                     f"round {r} {target:>8}: {res['rps']:7.0f} req/s  p50 {res['p50_ms']:6.2f} ms"
                     f"  p99 {res['p99_ms']:6.2f} ms  cpu {res['cpu_us']:4.0f} us/req  "

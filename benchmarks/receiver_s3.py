@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.receiver import BODY, LUA, free_port, wait_listening  # noqa: E402
+from benchmarks.receiver import BODY, free_port, lua_script, wait_listening  # noqa: E402
 from landing.keys import new_key  # noqa: E402
 from landing.settings import Settings  # noqa: E402
 from landing.store import ObjectMeta, open_store  # noqa: E402
@@ -138,7 +138,7 @@ def main() -> None:
         recvs: list[dict[str, float]] = []
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "post.lua"
-            script.write_text(LUA % BODY)
+            script.write_text(lua_script(signed=False))
             for r in range(1, args.rounds + 1):
                 loops.append(put_loop(url, args.seconds, args.connections))
                 print(f"round {r} PUT loop: {loops[-1]:7.0f} PUT/s", flush=True)

@@ -30,16 +30,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        fields: dict[str, Any] = {
-            "method": scope["method"],
-            "path": scope["path"][:200],
-            "vendor": None,
-            "status": None,
-            "bytes": 0,
-            "object_key": None,
-            "delivery_id": None,
-        }
-        scope[LOG_FIELDS] = fields
+        fields = start(scope)
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -52,8 +43,29 @@ class AccessLogMiddleware:
             fields["status"] = fields["status"] or 500
             raise
         finally:
-            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            observe(fields)  # the Prometheus counters of GET /metrics
-            status = fields["status"] or 0
-            level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else 0
-            logger.log(level or logging.INFO, "%s", orjson.dumps(fields).decode())
+            finish(fields, started)
+
+
+def start(scope: Scope) -> dict[str, Any]:
+    """The log fields of a request, at `scope[LOG_FIELDS]` for the handlers to fill in."""
+    fields: dict[str, Any] = {
+        "method": scope["method"],
+        "path": scope["path"][:200],
+        "vendor": None,
+        "status": None,
+        "bytes": 0,
+        "object_key": None,
+        "delivery_id": None,
+    }
+    scope[LOG_FIELDS] = fields
+    return fields
+
+
+def finish(fields: dict[str, Any], started: float) -> None:
+    """Count the request (GET /metrics) and log its line."""
+    fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    observe(fields)  # the Prometheus counters of GET /metrics
+    status = fields["status"] or 0
+    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s", orjson.dumps(fields).decode())

@@ -1,28 +1,39 @@
-"""The committer's log: objects appended to a segment file, made durable by one fdatasync a group.
+"""The receiver's log: objects appended to a segment file, made durable by one fdatasync a group.
 
-Each committer process appends every object of a group to its own segment file in
-`<landing>/.wal/` (a dot-folder: never listed as objects) and syncs that one file, not the whole
-file system. Once the file system has been synced after the objects were published, the segment
-is no longer needed and is deleted; `recover` replays what a crash left behind. Frames are
-checksummed, so a frame cut short by a crash (never acknowledged) is recognised and dropped.
+Each worker process appends every object of a group to its own segment file in `<landing>/.wal/`
+(a dot-folder: never listed as objects) and syncs that one file, not the whole file system; the
+group is acknowledged then. Its materializer process (`landing/materializer.py`) turns the
+records into objects afterwards; once the file system has been synced after the objects were
+published, the segment is no longer needed and is deleted. `recover` replays what a crash left
+behind and `backlog` counts the records that are not objects yet (`biobridge verify`, health).
+Frames are checksummed, so a frame cut short by a crash (never acknowledged) is recognised and
+dropped.
 
 Frame, little-endian: `crc32:u32 key:u32 meta:u32 body:u32` (the three lengths), then the key,
-the metadata JSON and the body; the CRC-32 covers the lengths and the three parts.
+the metadata JSON and the body; the CRC-32 covers the lengths and the three parts. The metadata
+is `ObjectMeta.to_json`'s, or the same without `sha256` and `size` (the receiver leaves them to
+the materializer: `complete_meta` adds them from the body).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from landing.local_store import LocalStore, sync_folders
-from landing.store import StoreUnavailable
+from landing.store import ObjectMeta, StoreError, StoreUnavailable
 
 LOG_FOLDER = ".wal"
 _SUFFIX = ".log"
@@ -46,6 +57,12 @@ def encode(items: Sequence[Item]) -> bytes:
 
 def decode(data: bytes) -> Iterator[Item]:
     """The whole frames of a segment, in order, up to the first torn or corrupt one."""
+    for _, item in decode_ends(data):
+        yield item
+
+
+def decode_ends(data: bytes) -> Iterator[tuple[int, Item]]:
+    """(offset just past the frame, frame) of each whole frame, up to the first torn one."""
     pos = 0
     view = memoryview(data)
     while len(data) - pos >= _HEAD.size:
@@ -60,31 +77,68 @@ def decode(data: bytes) -> Iterator[Item]:
             return
         key = bytes(view[start : start + nkey]).decode()
         meta = bytes(view[start + nkey : start + nkey + nmeta])
-        yield key, bytes(view[start + nkey + nmeta : end]), meta
+        yield end, (key, bytes(view[start + nkey + nmeta : end]), meta)
         pos = end
 
 
-class Segment:
-    """One committer's open segment: appended to, synced, then retired once published."""
+def complete_meta(meta: bytes, body: bytes) -> bytes:
+    """The object's metadata JSON: `meta` with the body's `sha256` and `size` (computed here)."""
+    d = orjson.loads(meta)
+    d["sha256"] = hashlib.sha256(body).hexdigest()
+    d["size"] = len(body)
+    return ObjectMeta.from_json(orjson.dumps(d)).to_json()
 
-    def __init__(self, root: Path) -> None:
+
+def materialize(store: LocalStore, records: Sequence[Item]) -> Materialized:
+    """Write `records` as objects (metadata first, the body renamed into place last); no sync."""
+    group = store.stage([(key, body, complete_meta(meta, body)) for key, body, meta in records])
+    store.publish(group)
+    return Materialized(len(group.staged), group.folders, group.errors)
+
+
+@dataclass
+class Materialized:
+    """What `materialize` did: objects published, folders touched, one error (or None) each."""
+
+    published: int
+    folders: set[str]
+    errors: list[StoreError | None]
+
+
+def segment_path(root: Path, pid: int, seq: int) -> Path:
+    """Where worker `pid` writes its segment number `seq`."""
+    return root / LOG_FOLDER / f"{pid}-{seq:06d}{_SUFFIX}"
+
+
+class Segment:
+    """One worker's segment: appended to and synced, then retired once materialized."""
+
+    def __init__(self, root: Path, *, sync_folder: bool = True) -> None:
+        """Create and lock a new segment; `sync_folder=False` leaves making its name durable
+        (`sync_folder_of`) to whoever syncs it first (the receiver's syncer process)."""
         folder = root / LOG_FOLDER
         new_folder = not folder.is_dir()
         folder.mkdir(parents=True, exist_ok=True)
         while True:
-            self.path = folder / f"{os.getpid()}-{next(_SEGMENT_SEQ):06d}{_SUFFIX}"
+            self.seq = next(_SEGMENT_SEQ)
+            self.path = segment_path(root, os.getpid(), self.seq)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-            # Held while the segment is written: `recover` (another process) skips it.
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            # Held while the segment is written: `recover` (another process) skips it. Never
+            # wait for it: `recover` holding it means it took the empty file and will delete it.
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self.fd)
+                continue
             if os.fstat(self.fd).st_nlink:  # not recovered and deleted before we locked it
                 break
             os.close(self.fd)
-        _fsync_dir(folder)  # the segment's name is durable before anything in it is acknowledged
-        if new_folder:
-            _fsync_dir(root)
+        if sync_folder or new_folder:
+            sync_folder_of(self.path)  # the name is durable before anything in it is acknowledged
         self.size = 0
+        self.opened = time.monotonic()
 
-    def append(self, frames: bytes) -> None:
+    def append(self, frames: bytes | bytearray) -> None:
         """Append `frames` (not yet durable: see `sync`)."""
         view = memoryview(frames)
         while view:
@@ -111,9 +165,11 @@ def retire(paths: Sequence[Path], folders: set[str]) -> None:
 def recover(store: LocalStore) -> int:
     """Publish every object the segments a crash left behind hold; return how many.
 
-    Each object is written again whole (replacing what a power loss may have left of it),
-    the file system is synced, and only then are the segments deleted. A segment still locked
-    by a live committer (another receiver on the same folder) is left alone.
+    `biobridge receiver` runs it before serving, and each materializer when it starts (the
+    segments of a worker that died). Each object is written again whole (replacing what a
+    power loss may have left of it), the file system is synced, and only then are the segments
+    deleted. A segment still locked by a live worker (of this or another receiver on the same
+    folder) is left alone.
     """
     folder = store.root / LOG_FOLDER
     if not folder.is_dir():
@@ -130,14 +186,13 @@ def recover(store: LocalStore) -> int:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue
-            group = store.stage(list(decode(path.read_bytes())))
-            store.publish(group)
+            group = materialize(store, list(decode(path.read_bytes())))
             for error in group.errors:
                 # An invalid key was refused when it came (never acknowledged); any other
                 # failure leaves the segment for the next start.
                 if isinstance(error, StoreUnavailable):
                     raise error
-            recovered += len(group.staged)
+            recovered += group.published
             folders |= group.folders
             done.append(path)
         if done:
@@ -148,6 +203,56 @@ def recover(store: LocalStore) -> int:
         for fd in locks:
             os.close(fd)
     return recovered
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Records acknowledged (logged) that are not objects yet: what the materializer owes."""
+
+    records: int
+    bytes: int
+    oldest: datetime | None  # receipt time of the oldest such record
+    segments: int  # segment files in the log (materialized or not)
+
+    def oldest_age_s(self, now: datetime | None = None) -> float | None:
+        if self.oldest is None:
+            return None
+        return ((now or datetime.now(UTC)) - self.oldest).total_seconds()
+
+
+def backlog(store: LocalStore) -> Backlog:
+    """Count the logged records whose object does not exist yet (no lock: a snapshot)."""
+    folder = store.root / LOG_FOLDER
+    records = size = segments = 0
+    oldest: datetime | None = None
+    if not folder.is_dir():
+        return Backlog(0, 0, None, 0)
+    for path in sorted(folder.glob(f"*{_SUFFIX}")):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # retired meanwhile
+            continue
+        segments += 1
+        for key, body, meta in decode(data):
+            try:
+                if os.path.exists(store.root / key):
+                    continue
+            except (OSError, ValueError):
+                continue
+            records += 1
+            size += len(body)
+            try:
+                at = datetime.fromisoformat(orjson.loads(meta)["received_at"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                at = datetime.fromtimestamp(time.time(), UTC)
+            oldest = at if oldest is None or at < oldest else oldest
+    return Backlog(records, size, oldest, segments)
+
+
+def sync_folder_of(segment: Path) -> None:
+    """Make a segment's name durable: its folder (and the landing root, which holds the folder)."""
+    _fsync_dir(segment.parent)
+    _fsync_dir(segment.parent.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -30,6 +30,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from landing.request_body import BODY_COMPLETE
 from landing.settings import Settings
 
 logger = logging.getLogger("biobridge.receiver")
@@ -207,6 +208,12 @@ class _EdgeProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body and not cycle.response_complete:
+            cycle.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)  # a queued request starts now: its head is complete

@@ -15,6 +15,7 @@ makes about ten), and an empty query string is not parsed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from landing.access_log import AccessLogMiddleware
+from landing import access_log
 
 _PREFIX = "/webhooks/"
 _NO_QUERY: Mapping[str, str] = QueryParams("")
@@ -85,7 +86,6 @@ class WebhookApp(Starlette):
         super().__init__(**kwargs)
         self._webhook = webhook
         self._on_error = on_error
-        self._webhook_app = AccessLogMiddleware(self._serve_webhook)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -95,15 +95,24 @@ class WebhookApp(Starlette):
                 if vendor and "/" not in vendor:
                     scope["app"] = self
                     scope["path_params"] = {"vendor": vendor}
-                    await self._webhook_app(scope, receive, send)
+                    # The handler, with the access log of `AccessLogMiddleware` (the status is
+                    # the response's: no wrapper around `send`).
+                    started = time.perf_counter()
+                    fields = access_log.start(scope)
+                    try:
+                        try:
+                            response = await self._webhook(Delivery(scope, receive))
+                        except Exception as exc:
+                            response = await self._on_error(Request(scope, receive, send), exc)
+                            fields["status"] = response.status_code
+                            await response(scope, receive, send)
+                            raise
+                        fields["status"] = response.status_code
+                        await response(scope, receive, send)
+                    except BaseException:
+                        fields["status"] = fields["status"] or 500
+                        raise
+                    finally:
+                        access_log.finish(fields, started)
                     return
         await super().__call__(scope, receive, send)
-
-    async def _serve_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            response = await self._webhook(Delivery(scope, receive))
-        except Exception as exc:
-            response = await self._on_error(Request(scope, receive, send), exc)
-            await response(scope, receive, send)
-            raise
-        await response(scope, receive, send)

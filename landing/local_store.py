@@ -4,8 +4,8 @@ Each object is two files: `<key>.meta.json` and `<key>` (the body). Both are wri
 files in the same folder; the metadata is renamed into place and made durable before the body is
 renamed, so the body's appearance is the commit point: a key listed or read always has its
 metadata. `put_group` does this for many objects with two `syncfs` calls in all; `put` is a group
-of one. The receiver's committer process (`landing/commit_process.py`) uses `stage` and `publish`
-with its own log instead (see docs/receiver-durability.md).
+of one. The receiver logs its objects instead and its materializer (`landing/materializer.py`)
+uses `stage` and `publish` without syncs (see docs/receiver-durability.md).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from landing.store import (
 META_SUFFIX = ".meta.json"
 _TMP_SUFFIX = ".tmp"
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_=+@,-][A-Za-z0-9._=+@,-]*$")
+_SEG = r"[A-Za-z0-9_=+@,-][A-Za-z0-9._=+@,-]*"
+_KEY_RE = re.compile(rf"(?:{_SEG}/)*{_SEG}")
 
 
 class LocalStore:
@@ -230,6 +232,12 @@ class LocalStore:
     def probe(self) -> None:
         """Write, read back and delete a probe object."""
         probe_round_trip(self)
+
+    def check_key(self, key: str) -> None:
+        """Raise StoreError when `key` cannot be stored (what `put` would refuse)."""
+        if _KEY_RE.fullmatch(key) is None or key.endswith((META_SUFFIX, _TMP_SUFFIX)):
+            self._path_str(key)  # raises, saying why
+            raise StoreError(f"invalid object key {key!r}")
 
     def _path(self, key: str) -> Path:
         return Path(self._path_str(key))

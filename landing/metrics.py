@@ -11,30 +11,25 @@ answers it (run one worker per scrape target, or use the access log for exact to
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-REQUESTS = Counter(
-    "biobridge_receiver_requests",
-    "Webhook requests answered, by vendor and HTTP status.",
-    ["vendor", "status"],
-    registry=REGISTRY,
-)
-LATENCY = Histogram(
-    "biobridge_receiver_landing_seconds",
-    "Time from request start to the answer (202: the body is stored), by vendor.",
-    ["vendor"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _PREFIX = "/webhooks/"
-_requests: dict[tuple[str, int], Any] = {}  # labelled children, cached: `labels()` costs more
-_latency: dict[str, Any] = {}
+# Counted in plain dicts (a few dict operations per request: prometheus_client's labelled
+# children cost several times that) and turned into metric families when scraped.
+_requests: dict[tuple[str, int], int] = {}
+_latency: dict[str, list[float]] = {}  # vendor: observations per bucket (+Inf last), then sum
 
 
 def observe(fields: dict[str, Any]) -> None:
@@ -42,15 +37,41 @@ def observe(fields: dict[str, Any]) -> None:
     if not fields["path"].startswith(_PREFIX):
         return
     vendor = fields["vendor"] or "unknown"
-    status = fields["status"] or 0
-    counter = _requests.get((vendor, status))
-    if counter is None:
-        counter = _requests[vendor, status] = REQUESTS.labels(vendor, str(status))
-    counter.inc()
-    histogram = _latency.get(vendor)
-    if histogram is None:
-        histogram = _latency[vendor] = LATENCY.labels(vendor)
-    histogram.observe(fields["duration_ms"] / 1000)
+    key = (vendor, fields["status"] or 0)
+    _requests[key] = _requests.get(key, 0) + 1
+    counts = _latency.get(vendor)
+    if counts is None:
+        counts = _latency[vendor] = [0.0] * (len(BUCKETS) + 2)
+    seconds = fields["duration_ms"] / 1000
+    counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+    counts[-1] += seconds
+
+
+class _Receiver(Collector):
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "biobridge_receiver_requests",
+            "Webhook requests answered, by vendor and HTTP status.",
+            labels=["vendor", "status"],
+        )
+        for (vendor, status), n in sorted(_requests.items()):
+            requests.add_metric([vendor, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "biobridge_receiver_landing_seconds",
+            "Time from request start to the answer (202: the body is stored), by vendor.",
+            labels=["vendor"],
+        )
+        for vendor, counts in sorted(_latency.items()):
+            buckets, total = [], 0.0
+            for bound, seen in zip([*map(floatToGoString, BUCKETS), "+Inf"], counts, strict=False):
+                total += seen
+                buckets.append((bound, total))
+            latency.add_metric([vendor], buckets, counts[-1])
+        yield latency
+
+
+REGISTRY.register(_Receiver())
 
 
 async def metrics_endpoint(_request: Request) -> Response:

@@ -8,9 +8,10 @@ handshakes (GET, HEAD, Polar's PING) are answered by their `handshake` hook and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import uuid
-from collections.abc import Mapping
+import os
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,9 +26,9 @@ from starlette.routing import Route
 
 from landing.access_log import LOG_FIELDS, AccessLogMiddleware
 from landing.fast_path import Delivery, WebhookApp
-from landing.group_commit import store_writer
+from landing.group_commit import GroupCommitter, store_writer
 from landing.headers import kept_headers
-from landing.keys import new_key
+from landing.keys import key_at
 from landing.metrics import metrics_endpoint
 from landing.open_routes import CREDENTIALS, open_routes, opted_out
 from landing.openapi import openapi_schema
@@ -39,9 +40,9 @@ from landing.request_body import (
     read_body,
 )
 from landing.settings import Settings
-from landing.store import ObjectMeta, ObjectStore, StoreError, open_store
+from landing.store import ObjectStore, StoreError, open_store
 from landing.token_registry import RevocationList
-from landing.vendors import REGISTRY, Handshake, Payload, Vendor, Verification
+from landing.vendors import REGISTRY, Handshake, Vendor, Verification
 
 logger = logging.getLogger("biobridge.receiver")
 _BODY_READ = "biobridge.body_read"
@@ -53,7 +54,14 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> Starlett
         store = open_store(settings.landing_location(), settings)
     receiver = _Receiver(settings, store)
     schema = orjson.dumps(openapi_schema())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        receiver.close()  # the server has stopped: publish what this worker logged
+
     app = WebhookApp(  # Starlette, with POST /webhooks/{vendor} dispatched directly
+        lifespan=lifespan,
         webhook=receiver.webhook,
         on_error=_internal_error,
         routes=[
@@ -93,6 +101,12 @@ class _Receiver:
         self.put = store_writer(store, settings)  # group commit on a local store
         self.budget = BodyBudget(settings.max_buffered_body_bytes, settings.retry_after_s)
 
+    def close(self) -> None:
+        """The server has stopped: let the group committer publish what it logged."""
+        committer = getattr(self.put, "__self__", None)
+        if isinstance(committer, GroupCommitter):
+            committer.close()
+
     async def routed_webhook(self, request: Request) -> Response:
         """The webhook as a Starlette endpoint (the fast path calls `webhook` directly)."""
         return await self.webhook(Delivery.of(request))
@@ -129,24 +143,33 @@ class _Receiver:
             return _handshake_reply(reply, head=False)
         check = vendor.verify(request.headers, body, self.settings)
         log["auth"] = check.scheme
-        context = await self._authorize(check, context)
+        if not check.accepted or check.token_id is not None:
+            context = await self._authorize(check, context)
         payload = parse_payload(body, fmt)
 
         received_at = datetime.now(UTC)
-        key = new_key(vendor.NAME, received_at, ext=fmt)
-        meta = self._metadata(
-            vendor,
-            request,
-            body,
-            payload,
-            check,
-            received_at=received_at,
-            media_type=media_type,
-            context=context,
-        )
+        at = received_at.isoformat(timespec="microseconds")
+        rand = os.urandom(24).hex()  # one draw: the key's 16 hex digits and a uuid4's 32
+        key = key_at(vendor.NAME, at, rand[:16], ext=fmt)
+        vendor_id = vendor.delivery_id(request.headers, payload)
         del payload  # parsed documents are big (~20x the body): never hold one across an await
-        log["delivery_id"] = meta.delivery_id
-        if not await self._put(key, body, meta, log):
+        delivery_id = vendor_id or _uuid4(rand[16:])
+        fields: dict[str, object] = {  # the ObjectMeta but its body digest and size (the store
+            "received_at": at,  # computes those)
+            "vendor": vendor.NAME,
+            "content_type": media_type,
+            "delivery_id": delivery_id,
+            "delivery_id_source": "vendor" if vendor_id else "receiver",
+            "signature_verified": check.verified,
+            "signature": check.scheme,
+            "headers": kept_headers(request.headers, vendor.HEADERS),
+            "context": context,
+        }
+        log["delivery_id"] = delivery_id
+        try:
+            await self.put(key, body, fields)
+        except Exception as exc:  # noqa: BLE001 (whatever failed, the body is not stored: 503)
+            self._put_failed(key, exc, log)
             return self._unavailable(
                 "store_unavailable",
                 "the body could not be stored; nothing was accepted: retry later",
@@ -160,15 +183,16 @@ class _Receiver:
                 "store_too_slow", f"the store took {late:.0f} s to confirm the write: retry later"
             )
         log["object_key"] = key
-        return _json(
-            202,
-            {
-                "status": "accepted",
-                "device_type": vendor.NAME,
-                "delivery_id": meta.delivery_id,
-                "object_key": key,
-                "received_at": received_at.isoformat(),
-            },
+        return _Accepted(
+            orjson.dumps(
+                {
+                    "status": "accepted",
+                    "device_type": vendor.NAME,
+                    "delivery_id": delivery_id,
+                    "object_key": key,
+                    "received_at": at,
+                }
+            )
         )
 
     async def _read(self, request: Delivery, log: dict[str, Any]) -> bytes:
@@ -184,46 +208,15 @@ class _Receiver:
         log["bytes"] = len(body)
         return body
 
-    def _metadata(
-        self,
-        vendor: Vendor,
-        request: Delivery,
-        body: bytes,
-        payload: Payload,
-        check: Verification,
-        *,
-        received_at: datetime,
-        media_type: str,
-        context: dict[str, str],
-    ) -> ObjectMeta:
-        """What is stored beside the body: receipt, digest, delivery id, signature, headers."""
-        vendor_id = vendor.delivery_id(request.headers, payload)
-        return ObjectMeta.of_body(
-            body,
-            received_at=received_at,
-            vendor=vendor.NAME,
-            content_type=media_type,
-            delivery_id=vendor_id or str(uuid.uuid4()),
-            delivery_id_source="vendor" if vendor_id else "receiver",
-            signature_verified=check.verified,
-            signature=check.scheme,
-            headers=kept_headers(request.headers, vendor.HEADERS),
-            context=context,
+    @staticmethod
+    def _put_failed(key: str, exc: Exception, log: dict[str, Any]) -> None:
+        """Log a store failure (the request is answered 503)."""
+        log["error"] = "store_unavailable"
+        logger.warning(
+            "%s",
+            orjson.dumps({"event": "put_failed", "object_key": key, **_describe(exc)}).decode(),
+            exc_info=None if isinstance(exc, StoreError) else exc,
         )
-
-    async def _put(self, key: str, body: bytes, meta: ObjectMeta, log: dict[str, Any]) -> bool:
-        """Store the body; False (logged) when the store failed, whatever the failure."""
-        try:
-            await self.put(key, body, meta)
-        except Exception as exc:  # whatever failed, the body is not stored: 503
-            log["error"] = "store_unavailable"
-            logger.warning(
-                "%s",
-                orjson.dumps({"event": "put_failed", "object_key": key, **_describe(exc)}).decode(),
-                exc_info=None if isinstance(exc, StoreError) else exc,
-            )
-            return False
-        return True
 
     def _unavailable(self, error: str, detail: str) -> Response:
         """A 503 with Retry-After: nothing was acknowledged, the vendor retries."""
@@ -347,6 +340,27 @@ def _describe(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, StoreError):
         return {"error_type": type(exc).__name__, "message": str(exc)[:500]}
     return {"error_type": type(exc).__name__}
+
+
+class _Accepted(Response):
+    """The 202 of a landed webhook: `_json`'s answer without Starlette's header building."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 202
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
+
+
+def _uuid4(hex32: str) -> str:
+    """`str(uuid.uuid4())` from 32 random hex digits (version 4, RFC 4122 variant)."""
+    h = hex32
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def _json(

@@ -72,7 +72,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         h11_max_incomplete_event_size=settings.max_url_bytes + settings.max_header_bytes,
         access_log=False,  # the receiver logs one structured line per request itself
         server_header=False,
-        lifespan="off",
+        lifespan="auto",  # the app's shutdown publishes what its worker logged
     )
 
 

@@ -121,10 +121,20 @@ class Settings(BaseSettings):
 
     group_commit: bool = Field(
         default=True,
-        description="Local store: commit concurrent webhooks together (one fdatasync per group).",
+        description="Local store: log concurrent webhooks together (one fdatasync per group) and "
+        "answer once logged; a materializer process turns the log into objects.",
     )
-    group_commit_max: int = Field(
-        default=512, ge=1, description="Local store: most objects in one group commit."
+    ack_visible: bool = Field(
+        default=False,
+        description="Local store: answer 202 only once the body is an object (listed and "
+        "readable), not as soon as it is durable in the log. Slower; for tests and tools that "
+        "read right after posting.",
+    )
+    log_max_backlog_bytes: int = Field(
+        default=1024 * MiB,
+        gt=0,
+        description="Local store: body bytes logged but not yet objects, per worker, beyond "
+        "which webhooks get 503 (as when the oldest is older than half the ack deadline).",
     )
 
     workers: int = Field(

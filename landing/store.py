@@ -87,6 +87,14 @@ class ObjectMeta:
             context=dict(context or {}),
         )
 
+    @classmethod
+    def of_fields(cls, body: bytes, fields: dict[str, Any]) -> ObjectMeta:
+        """The metadata of `body` from the receiver's fields (all but `sha256` and `size`, with
+        `received_at` as an ISO string): what the group committer logs."""
+        d = {**fields, "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+        d["received_at"] = datetime.fromisoformat(d["received_at"])
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
+
     def to_json(self) -> bytes:
         """Serialise as compact JSON (ASCII only, so it also fits S3 user metadata)."""
         # What asdict() gives, without its deep copies (a hot path of the receiver).

@@ -12,7 +12,9 @@ from typing import Any
 
 import adbc_driver_manager
 
+from landing.commit_log import backlog
 from landing.keys import VENDORS, hour_prefixes, parse_key
+from landing.local_store import LocalStore
 from landing.store import ObjectStore, StoreError
 from ops.database_health import database_health
 from warehouse.errors import DatabaseError
@@ -93,6 +95,15 @@ def _store_health(
         report["error"] = f"{type(exc).__name__}: {exc}"
         return None, report
     report["ok"] = True
+    if isinstance(opened, LocalStore):
+        # Acknowledged webhooks not yet objects (the receiver's materializer is behind).
+        pending = backlog(opened)
+        report["receiver_log"] = {
+            "records": pending.records,
+            "bytes": pending.bytes,
+            "oldest_age_s": pending.oldest_age_s(),
+            "segments": pending.segments,
+        }
     return opened, report
 
 

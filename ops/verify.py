@@ -16,7 +16,9 @@ g. every row's `load_id` is a load record;
 h. every pointer notification (a `deferred` file) is in `biobridge.notifications` once a run has
    had the chance to see it, in a state that says where it stands (fetched, resolved_empty,
    deleted, rate_limited, retry_later, needs_reauth or failed, with the reason), and every
-   document fetched for it is in the ledger (discovered once the settle window passed).
+   document fetched for it is in the ledger (discovered once the settle window passed);
+i. on a local store, bodies the receiver acknowledged that are still only in its log (not
+   objects yet) are counted, and are a discrepancy once older than the settle window plus grace.
 
 It writes nothing: staging tables are temporary and the transaction is rolled back.
 """
@@ -31,7 +33,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from landing.commit_log import LOG_FOLDER, backlog
 from landing.keys import RAW_PREFIX, VENDORS, hour_prefixes, parse_key
+from landing.local_store import LocalStore
 from landing.store import ObjectStore
 from ops.verify_rows import RowTally, check_loaded_files
 from tasks.discover import SETTLE
@@ -153,6 +157,11 @@ class VerifyReport:
     notification_states: dict[str, int] = field(default_factory=dict)
     fetched_documents: int = 0
     fetched_documents_loaded: int = 0
+    # Acknowledged by the receiver (in its log, `landing.commit_log`) but not objects yet: a
+    # local store's materializer publishes them; stuck longer than the settle window is a
+    # discrepancy (`receiver_log_behind`).
+    receiver_log_pending: int = 0
+    receiver_log_oldest_age_s: float | None = None
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
     @property
@@ -220,9 +229,30 @@ def verify(
         _check_duplicates(conn, report)
         _check_quarantine(conn, report, window)
         _check_notifications(conn, report, window, late=now - settle - grace)
+        _check_receiver_log(store, report, now=now, late=settle + grace)
     finally:
         conn.rollback()
     return report
+
+
+def _check_receiver_log(
+    store: ObjectStore, report: VerifyReport, *, now: datetime, late: timedelta
+) -> None:
+    """Count what the receiver acknowledged that is not an object yet (a local store's log)."""
+    if not isinstance(store, LocalStore):
+        return
+    pending = backlog(store)
+    report.receiver_log_pending = pending.records
+    report.receiver_log_oldest_age_s = pending.oldest_age_s(now)
+    age = report.receiver_log_oldest_age_s
+    if age is not None and age > late.total_seconds():
+        report.add(
+            "receiver_log_behind",
+            str(store.root / LOG_FOLDER),
+            f"{pending.records} acknowledged bodies are still only in the receiver's log, the "
+            f"oldest received {age / 60:.0f} min ago: is the receiver running? (it publishes "
+            "them when it starts)",
+        )
 
 
 def _all(vendors: Sequence[str]) -> bool:

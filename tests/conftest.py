@@ -43,6 +43,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    # Tests read what they posted right after the 202: a local store's receiver answers only
+    # once the object is readable. Tests of the default (202 once logged) set it to false.
+    monkeypatch.setenv("BIOBRIDGE_ACK_VISIBLE", "true")
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ def test_healthy_after_a_clean_ingest(
     code, report = health(capsys)
     assert code == 0, report["problems"]
     assert report["database"]["reachable"] and report["store"]["ok"]  # type: ignore[index]
+    # nothing acknowledged is left only in the receiver's log
+    assert report["store"]["receiver_log"]["records"] == 0  # type: ignore[index]
     backlog, loads = report["backlog"], report["loads"]
     assert backlog["pending"] == 0 and backlog["undiscovered"] == 0  # type: ignore[index]
     assert loads["last_completed"]["load_id"] == 1 and loads["last_failed"] is None  # type: ignore[index]

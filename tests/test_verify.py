@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from deployments.cli import main
@@ -156,3 +157,41 @@ def test_quarantined_file_without_an_open_entry_is_named(loaded: Pipeline) -> No
         loaded, "UPDATE biobridge.quarantine SET replayed_at = now() WHERE object_key = $1", (key,)
     )
     assert kinds(run_verify(loaded)) == {"quarantine_missing": {key}}
+
+
+def test_bodies_acknowledged_but_only_in_the_receivers_log_are_counted_and_named_when_stuck(
+    pipeline: Pipeline,
+) -> None:
+    """A local store's receiver acknowledges once a body is in its log: verify counts what is
+    not an object yet, and names it once older than the settle window plus grace."""
+    from landing import commit_log
+    from landing.local_store import LocalStore
+
+    store = pipeline.store
+    assert isinstance(store, LocalStore)
+    now = datetime.now(UTC)
+    records = []
+    for at in (now - timedelta(seconds=5), now - timedelta(hours=2)):
+        body = generic_body(f"logged_{at:%H%M%S}")
+        fields = {"received_at": at.isoformat(), "vendor": "oura", "delivery_id": "t",
+                  "content_type": "application/json", "delivery_id_source": "receiver",
+                  "signature_verified": False}  # fmt: skip
+        records.append((new_key("oura", at), body, orjson.dumps(fields)))
+    (store.root / commit_log.LOG_FOLDER).mkdir(parents=True, exist_ok=True)
+    segment = store.root / commit_log.LOG_FOLDER / "999999-000000.log"
+    segment.write_bytes(commit_log.encode(records[:1]))
+    report = run_verify(pipeline, now=now)
+    assert (report.receiver_log_pending, report.ok) == (1, True)  # recent: pending, not lost
+    assert report.receiver_log_oldest_age_s is not None
+    assert report.counts()["receiver_log_pending"] == 1
+
+    segment.write_bytes(commit_log.encode(records))
+    report = run_verify(pipeline, now=now)
+    assert report.receiver_log_pending == 2
+    assert kinds(report) == {"receiver_log_behind": {str(store.root / commit_log.LOG_FOLDER)}}
+
+    assert commit_log.recover(store) == 2  # what the receiver does when it starts
+    assert pipeline.ingest().is_completed()
+    report = run_verify(pipeline)
+    assert report.receiver_log_pending == 0
+    assert report.ok, report.discrepancies

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from landing.local_store import LocalStore
 from tests.faults.helpers import child_env, python, wait_for
 from tests.faults.test_receiver_memory import rss_bytes
 from tests.helpers import EXAMPLES, free_port
@@ -205,3 +206,31 @@ def test_workers_serve_with_group_commit_and_die_with_their_parent(tmp_path: Pat
             return not any(Path(f"/proc/{pid}").exists() for pid in children)
 
         wait_for(gone, timeout=10, what="the workers to die with their parent")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_receiver_publishes_everything_it_acknowledged_and_retires_its_log(
+    tmp_path: Path, workers: str
+) -> None:
+    """202 once logged (the default): on SIGTERM each worker's materializer publishes what is
+    left and deletes the log, so nothing waits for the next start."""
+    with receiver(tmp_path, "--workers", workers, BIOBRIDGE_ACK_VISIBLE="false") as (
+        proc,
+        url,
+        _log,
+    ):
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(f"{url}/webhooks/generic", content=GENERIC).json(),
+                    range(300),
+                )
+            )
+        assert {a["status"] for a in answers} == {"accepted"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM
+    store = LocalStore(tmp_path / "landing")
+    assert sorted(store.list_keys("raw/")) == sorted(a["object_key"] for a in answers)
+    for a in answers:
+        assert store.get(a["object_key"])[0] == GENERIC
+    assert not list((tmp_path / "landing" / ".wal").glob("*.log"))

@@ -14,6 +14,8 @@ import httpx
 import orjson
 import pytest
 
+import landing.commit_log as commit_log
+from landing.local_store import LocalStore
 from landing.store import StoreError
 from tests.faults.helpers import (
     ROWS_PER_GENERIC_FILE,
@@ -32,8 +34,11 @@ THREADS = 16
 
 @pytest.fixture
 def receiver(pipeline: Pipeline) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`biobridge receiver` as a child process, landing in the pipeline's folder."""
-    with receiver_child(BIOBRIDGE_LANDING_URL=pipeline.settings.landing_location()) as child:
+    """`biobridge receiver` as a child process, landing in the pipeline's folder, with its
+    default acknowledgement (202 once the body is in the synced log)."""
+    with receiver_child(
+        BIOBRIDGE_LANDING_URL=pipeline.settings.landing_location(), BIOBRIDGE_ACK_VISIBLE="false"
+    ) as child:
         yield child
 
 
@@ -78,6 +83,14 @@ def test_receiver_killed_under_load_acknowledged_bodies_are_whole_and_load_once(
         t.join(timeout=60)
     assert proc.wait(timeout=10) == -signal.SIGKILL
 
+    # As in production, the receiver starts again: it publishes what its log holds first.
+    root = Path(pipeline.settings.landing_location().removeprefix("file://"))
+    backlog = commit_log.backlog(LocalStore(root))
+    with receiver_child(
+        BIOBRIDGE_LANDING_URL=pipeline.settings.landing_location(), BIOBRIDGE_ACK_VISIBLE="false"
+    ):
+        assert commit_log.backlog(LocalStore(root)).records == 0
+
     statuses = {a for a in answers.values() if isinstance(a, int)}
     assert statuses == {202}, statuses  # a local store does not fail: only 202 or no answer
     acknowledged = {m for m, a in answers.items() if a == 202}
@@ -93,14 +106,14 @@ def test_receiver_killed_under_load_acknowledged_bodies_are_whole_and_load_once(
         assert (meta.sha256, meta.size) == (hashlib.sha256(body).hexdigest(), len(body))
         landed.add(marker)
     assert acknowledged <= landed
-    root = Path(pipeline.settings.landing_location().removeprefix("file://"))
     leftovers = [p.relative_to(root).as_posix() for p in root.rglob(".*.tmp")]
     for name in leftovers:  # a temp file of a write cut short is never readable as an object
         with pytest.raises(StoreError):
             store.get(name)
     print(
         f"acknowledged {len(acknowledged)}, landed {len(landed)}, unanswered "
-        f"{len(unanswered)}, temp files left {len(leftovers)}"
+        f"{len(unanswered)}, temp files left {len(leftovers)}, records logged but not yet "
+        f"objects at the kill {backlog.records}"
     )
 
     state = pipeline.ingest()
