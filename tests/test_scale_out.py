@@ -123,6 +123,8 @@ def test_two_receivers_and_two_workers_load_every_acknowledged_webhook_once(
     assert set(ledger.values()) == {("loaded", 1)}, "a file was loaded more than once"
     assert files_loaded == WEBHOOKS and loads >= len(finished)
     assert rows == dict.fromkeys(acked, ROWS_PER_BODY)
-    assert loading_runs >= 2, "one run loaded everything: the workers never shared the work"
+    # Which run claims which batch is timing: with the faster loader one run can claim the whole
+    # first third before the other's first claim. The contract is the overlap above and
+    # exactly-once below it, not a share per run, so the split is only reported.
     assert report.ok, [str(d) for d in report.discrepancies]
     print(f"scale-out: {WEBHOOKS} webhooks, {loads} loads, rows written by {loading_runs} runs")
