@@ -13,6 +13,8 @@ from typing import TypeVar
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture, as_completed, wait
 
+from warehouse.errors import cancelled_query
+
 R = TypeVar("R")
 
 # How long a stopping run waits for the pieces in flight before it abandons them (they roll back
@@ -56,12 +58,15 @@ def keep_in_flight(
 
 def stop_signal(error: BaseException) -> BaseException | None:
     """The TerminationSignal or KeyboardInterrupt behind `error`, if a signal caused it (a signal
-    raised inside a lock's wait can surface as "RuntimeError: release unlocked lock")."""
+    raised inside a lock's wait can surface as "RuntimeError: release unlocked lock", and one
+    that reached a query on the main thread as the query's cancellation, SQLSTATE 57014)."""
     seen: BaseException | None = error
     for _ in range(10):
         if seen is None:
             return None
         if isinstance(seen, TerminationSignal | KeyboardInterrupt):
             return seen
+        if cancelled_query(seen):  # the SIGINT reached a query on the main thread (ADBC)
+            return KeyboardInterrupt()
         seen = seen.__context__
     return None

@@ -25,3 +25,13 @@ class MigrationError(PermanentDatabaseError):
 
 class EmbeddedPostgresError(PermanentDatabaseError):
     """The embedded PostgreSQL server could not be started or recovered."""
+
+
+QUERY_CANCELED = "57014"
+
+
+def cancelled_query(error: BaseException) -> bool:
+    """Whether `error` is a query cancelled under this process. ADBC answers a SIGINT that
+    arrives during a blocking call on the main thread by cancelling the query and raising its
+    error (SQLSTATE 57014), not KeyboardInterrupt: for a run, that error is the stop signal."""
+    return getattr(error, "sqlstate", None) == QUERY_CANCELED

@@ -1,0 +1,70 @@
+"""`stop_signal` knows a stop however it surfaces, so a stopped run says "stopped", not "failed"."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flows.in_flight import stop_signal
+from warehouse.postgres import connect
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A process that runs a long query on its main thread, as a flow's migrate/discover steps do.
+CHILD = """
+import sys
+from flows.in_flight import stop_signal
+from warehouse.postgres import connect
+with connect(sys.argv[1]) as conn, conn.cursor() as cur:
+    try:
+        cur.execute("SELECT pg_sleep(30) AS in_flight_probe")
+        cur.fetchall()
+    except Exception as exc:
+        wrapped = RuntimeError("a task failed")
+        wrapped.__context__ = exc
+        print(type(exc).__name__, type(stop_signal(exc)).__name__,
+              type(stop_signal(wrapped)).__name__, flush=True)
+    else:
+        print("the query was not interrupted", flush=True)
+"""
+
+
+def test_a_sigint_during_a_query_on_the_main_thread_is_a_stop_signal(pg_url: str) -> None:
+    """ADBC turns such a SIGINT into a cancel of the query and raises the query's error (57014)
+    instead of KeyboardInterrupt: a Ctrl-C during discovery made a stopped run "failed"."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, pg_url], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        with connect(pg_url) as watcher:
+            while True:
+                with watcher.cursor() as cur:
+                    cur.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE query LIKE '%in_flight_probe%' AND state = 'active' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                    running = cur.fetchone()
+                watcher.rollback()
+                if running and running[0]:
+                    break
+                assert child.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert out.split() == ["OperationalError", "KeyboardInterrupt", "KeyboardInterrupt"], out
+
+
+def test_other_errors_are_not_stop_signals() -> None:
+    error = RuntimeError("duplicate key")
+    error.sqlstate = "23505"  # type: ignore[attr-defined]
+    assert stop_signal(error) is None
+    assert isinstance(stop_signal(KeyboardInterrupt()), KeyboardInterrupt)
