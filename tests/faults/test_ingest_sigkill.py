@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -96,12 +95,14 @@ def test_batch_killed_at_an_exact_point_then_next_run_loads_each_file_once(
 def test_cli_ingest_killed_at_a_random_moment_then_next_run_loads_each_file_once(
     pipeline: Pipeline, seed: int
 ) -> None:
-    """The real `biobridge ingest` (Prefect flow, two workers) killed at a seeded random delay
-    after its load record opened; the phase it was in is read from pg_stat_activity."""
+    """The real `biobridge ingest` (Prefect flow, two workers) killed at a seeded random point
+    of its run: once it has loaded a seeded number of files (0 to half of them; a delay in
+    seconds let a faster loader finish first); the phase it was in is read from
+    pg_stat_activity."""
     from prefect.settings import PREFECT_API_URL
 
     land_files(pipeline)
-    delay = random.Random(seed).uniform(0.0, 2.5)
+    target = random.Random(seed).randrange(0, FILES // 2)
     proc = subprocess.Popen(
         [python(), "-m", "deployments.cli", "ingest", "--batch-files", "10", "--workers", "2"],
         env=child_env(
@@ -116,7 +117,11 @@ def test_cli_ingest_killed_at_a_random_moment_then_next_run_loads_each_file_once
             timeout=45,
             what="the child's discovery",
         )
-        time.sleep(delay)
+        wait_for(
+            lambda: loaded(pipeline) >= target or proc.poll() is not None,
+            timeout=60,
+            what=f"the child to load {target} files",
+        )
         phase = child_backends(pipeline)
         done_before = loaded(pipeline)
         proc.send_signal(signal.SIGKILL)
@@ -126,6 +131,6 @@ def test_cli_ingest_killed_at_a_random_moment_then_next_run_loads_each_file_once
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL, out.decode()[-2000:]
-    print(f"seed {seed}: killed after {delay:.2f} s, {done_before} files loaded, phase {phase}")
+    print(f"seed {seed}: killed at {target}+ files loaded ({done_before}), phase {phase}")
     assert 0 <= done_before < FILES
     restart_and_check(pipeline)
