@@ -390,7 +390,9 @@ def process_batch(
         # contend on the same index pages and WAL (measured: 39 s of upsert time for 874k rows
         # in parallel, 26 s one after the other), while reading, flattening and staging the
         # next batch overlap the current write.
-        return apply_batch(conn, load_id=load_id, counts=plan.counts)
+        before = {c.key for c in claimed if c.loaded_before}
+        reloaded = [f.key for f in files if f.key in before]
+        return apply_batch(conn, load_id=load_id, counts=plan.counts, reloaded=reloaded)
     except Exception as exc:
         # A lost connection or a store outage says nothing about the files: it must not count
         # as an attempt (the task retries it), or repeated outages would set good files aside.

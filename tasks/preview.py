@@ -75,7 +75,14 @@ def preview_replay(
                 conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
             )
             plan.counts.rows_staged = plan.stage.num_rows
-            written = write_batch(conn, load_id=load_id, counts=plan.counts, by_metric=True)
+            before = {c.key for c in claimed if c.loaded_before}
+            written = write_batch(
+                conn,
+                load_id=load_id,
+                counts=plan.counts,
+                reloaded=[f.key for f in files if f.key in before],
+                by_metric=True,
+            )
             for metric, change in written.items():
                 changes[metric].add(change)
             preview.counts.add(plan.counts)

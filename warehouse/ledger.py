@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from landing.keys import VENDORS, KeyParts, parse_key
 from schemas.loads import LoadRecord
-from warehouse.postgres import Connection, Dsn, is_transient, one_row
+from warehouse.postgres import Connection, Dsn, is_transient, one_row, text_array
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class ClaimedFile:
     received_at: datetime
     delivery_seq: int
     """Its place in the order deliveries became known (docs/ordering.md): greater wins."""
+    loaded_before: bool = False
+    """A load wrote it before (a replay or a reload): rows may name it already."""
 
 
 # Advisory lock class of "this load's process is alive": (LOAD_LOCK_CLASS, load_id).
@@ -226,7 +228,8 @@ def claim_pending(
     """
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT object_key, vendor, received_at, delivery_seq FROM biobridge.landed_files "
+            "SELECT object_key, vendor, received_at, delivery_seq, load_id IS NOT NULL "
+            "FROM biobridge.landed_files "
             "WHERE state = 'pending' AND vendor = ANY($1::text[]) "
             "AND received_at >= coalesce($2::timestamptz, '-infinity') "
             "AND received_at < coalesce($3::timestamptz, 'infinity') "
@@ -236,8 +239,8 @@ def claim_pending(
         # As one Arrow table: the DB-API row iterator cost ~0.1 ms a row (a tenth of a claim).
         claimed = cur.fetch_arrow_table()
     return [
-        ClaimedFile(key=k, vendor=v, received_at=r, delivery_seq=int(n))
-        for k, v, r, n in zip(*(claimed.column(i).to_pylist() for i in range(4)), strict=True)
+        ClaimedFile(key=k, vendor=v, received_at=r, delivery_seq=int(n), loaded_before=bool(b))
+        for k, v, r, n, b in zip(*(claimed.column(i).to_pylist() for i in range(5)), strict=True)
     ]
 
 
@@ -301,12 +304,6 @@ class Attempts:
     alone: int = 0  # of those, batches that held this file only
 
 
-def _text_array(values: Sequence[str]) -> str:
-    """A text[] literal (every element quoted: keys may hold characters arrays treat specially)."""
-    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return "{" + ",".join(quoted) + "}"
-
-
 def failed_attempts(conn: Connection, keys: Sequence[str]) -> dict[str, Attempts]:
     """Attempts of the claimed `keys` that have any: the open batches left behind that hold them.
 
@@ -318,7 +315,7 @@ def failed_attempts(conn: Connection, keys: Sequence[str]) -> dict[str, Attempts
             "SELECT k, count(*), count(*) FILTER (WHERE cardinality(b.object_keys) = 1) "
             "FROM biobridge.open_batches AS b CROSS JOIN LATERAL unnest(b.object_keys) AS k "
             "JOIN unnest($1::text[]) AS c (key) ON c.key = k GROUP BY k",
-            (_text_array(keys),),
+            (text_array(keys),),
         )
         rows = cur.fetchall()
     return {k: Attempts(int(total), int(alone)) for k, total, alone in rows}
@@ -336,7 +333,7 @@ def open_batch(url: Dsn, *, load_id: int, keys: Sequence[str]) -> int:
         cur.execute(
             "INSERT INTO biobridge.open_batches (load_id, object_keys) VALUES ($1, $2::text[]) "
             "RETURNING batch_id",
-            (load_id, _text_array(keys)),
+            (load_id, text_array(keys)),
         )
         (batch_id,) = one_row(cur)
     return int(batch_id)
@@ -390,16 +387,16 @@ def set_aside(conn: Connection, *, load_id: int, poisoned: dict[str, str]) -> No
             "raw_excerpt, load_id) SELECT k, '<file>', r, 'a file a run can load', "
             "'runs died or failed while loading it', NULL, $3 "
             "FROM unnest($1::text[], $2::text[]) AS u(k, r)",
-            (_text_array(keys), _text_array(reasons), load_id),
+            (text_array(keys), text_array(reasons), load_id),
         )
         cur.execute(
             "UPDATE biobridge.landed_files AS f SET state = 'quarantined', load_id = $3, "
             "loaded_at = now(), rows_loaded = 0, records_quarantined = 0, "
             "attempts = f.attempts + 1, last_error = u.r "
             "FROM unnest($1::text[], $2::text[]) AS u(k, r) WHERE f.object_key = u.k",
-            (_text_array(keys), _text_array(reasons), load_id),
+            (text_array(keys), text_array(reasons), load_id),
         )
         cur.execute(
             "DELETE FROM biobridge.open_batches WHERE object_keys && $1::text[]",
-            (_text_array(keys),),
+            (text_array(keys),),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -172,6 +173,13 @@ def one_row(cur: Cursor) -> tuple[Any, ...]:
     if row is None:
         raise RuntimeError("expected one row, the statement returned none")
     return row
+
+
+def text_array(values: Sequence[str]) -> str:
+    """A text[] literal for a `$n::text[]` parameter (every element quoted: object keys may hold
+    characters an array literal treats specially)."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
 
 
 def is_transient(exc: BaseException) -> bool:

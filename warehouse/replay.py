@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from warehouse.postgres import Connection, one_row
+from warehouse.postgres import Connection, one_row, text_array
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,6 @@ class Chunk:
     vendor: str
     chunk_from: datetime
     chunk_until: datetime
-
-
-def _text_array(values: Sequence[str]) -> str:
-    return "{" + ",".join(values) + "}"
 
 
 def open_run(
@@ -58,10 +54,10 @@ def open_run(
             (
                 command_key,
                 mode,
-                _text_array(vendors),
+                text_array(vendors),
                 window[0],
                 window[1],
-                _text_array(replay_states),
+                text_array(replay_states),
                 chunk_hours,
             ),
         )
@@ -77,9 +73,9 @@ def open_run(
             "AS c (v, f, u) ON CONFLICT DO NOTHING",
             (
                 run_id,
-                _text_array([c.vendor for c in chunks]),
-                _text_array([c.chunk_from.isoformat() for c in chunks]),
-                _text_array([c.chunk_until.isoformat() for c in chunks]),
+                text_array([c.vendor for c in chunks]),
+                text_array([c.chunk_from.isoformat() for c in chunks]),
+                text_array([c.chunk_until.isoformat() for c in chunks]),
             ),
         )
     conn.commit()
