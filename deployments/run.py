@@ -9,7 +9,7 @@ that server's deployment (it shows in its UI as a run of the deployment) in a Pe
 which the stack's runner leaves alone (it starts only Scheduled runs), and executes it at once:
 no runner poll, no flow-run process to start, no temporary Prefect server. A Ctrl-C stops it as
 Ctrl-C stops `up`'s runs: the load record says why and the run ends Crashed with a message. A
-server that does not serve the deployment (a bare `prefect server start`) gets a run of the flow
+server that does not serve the deployment (a plain `prefect server start`) gets a run of the flow
 without deployment.
 Otherwise (no stack, no PREFECT_API_URL) the run is bare (`flows.bare`): the flow's body with
 plain steps, no Prefect import, no API server, so it pays ~2 s beyond its work instead of the
