@@ -2,7 +2,7 @@
 
     uv run python benchmarks/ingest.py [--files 20000] [--hr-share 0.1] [--hr-samples 360]
         [--mix hr-share|small|both] [--workers 2] [--batch-files 2000] [--database-url URL]
-        [--memory-only] [--work-dir DIR]
+        [--memory-only] [--work-dir DIR] [--runner bare|prefect] [--separate-api]
 
 `--mix both` runs the small-file mix (7 rows per file) and then the Garmin mix (10 %).
 
@@ -16,10 +16,13 @@ What it does, in order:
    `--hr-share` are Garmin push bodies (all daily fields plus `timeOffsetHeartRateSamples` of
    `--hr-samples` samples), the rest generic-shape bodies (7 metrics) under `oura` and
    `apple_health`. Received times are spread over the last 24 hours; no two rows share a key.
-3. Runs the production flow `flows.ingest.ingest(IngestParams(...))` in a fresh child process
-   (Prefect's ephemeral API, warmed up before the clock starts), timing the call: landed files
-   to committed rows. The child reports its peak RSS (the Postgres server is not counted), and
-   the busy time of each stage, summed over the `--workers` threads.
+3. Runs the production flow in a fresh child process, timing the call: landed files to committed
+   rows. `--runner bare` (the default): as `biobridge ingest` runs it with no Prefect server
+   (`flows.bare.run_bare`: the flow's body without Prefect); `--runner prefect`: the Prefect flow
+   `flows.ingest.ingest(IngestParams(...))` on Prefect's ephemeral API (warmed up before the
+   clock starts), or with `--separate-api` on a Prefect API in its own process. The child
+   reports its peak RSS (the Postgres server is not counted), and the busy time of each stage,
+   summed over the `--workers` threads.
 4. Checks `SELECT count(*)` equals the flow's `rows_inserted` (and the rows the bodies hold), then
    measures two ceilings on exactly those rows, already flattened (only the COPY is timed, each
    after a CHECKPOINT): the reference one, a binary COPY of the seed's columns into a table
@@ -27,8 +30,8 @@ What it does, in order:
    loader pays); and a heavier one, `psql \\copy` of CSV into `ceiling`, an empty
    `LIKE public.biometric_events INCLUDING ALL` copy (all our columns and indexes).
 5. Prints rows/s and files/s of the flow and of the whole child process (imports, Prefect's
-   ephemeral API, shutdown), the ratio to the binary ceiling, peak RSS, stage times, and one
-   `RESULT {json}` line.
+   ephemeral API under `--runner prefect`, shutdown), the ratio to the binary ceiling, peak RSS,
+   stage times, and one `RESULT {json}` line.
 
 How to read it: `x binary` = ceiling seconds / ours; 1.0 would mean that reading, parsing,
 flattening, validating, the ledger and the upsert cost nothing beyond writing the rows. Peak RSS
@@ -278,23 +281,17 @@ def run_only(args: argparse.Namespace) -> None:
         }
     )
     from deployments.prefect_env import configure_prefect_env
+    from flows.params import IngestParams
 
     configure_prefect_env(work / "data")
-    from prefect import flow
-
-    from flows.ingest import IngestParams, ingest
-
-    @flow(name="bench-warm-up")
-    def warm_up() -> None:
-        """Start the ephemeral API before the clock does."""
-
-    warm_up()
+    params = IngestParams(batch_files=args.batch_files, workers=args.workers)
+    run = run_bare_flow if args.runner == "bare" else prefect_flow_warmed_up()
     clock = StageClock()
     instrument(clock)
     before = resource.getrusage(resource.RUSAGE_SELF)
     rss_before = before.ru_maxrss
     started = time.perf_counter()
-    load = ingest(IngestParams(batch_files=args.batch_files, workers=args.workers))
+    load = run(params)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     result = {
@@ -306,6 +303,28 @@ def run_only(args: argparse.Namespace) -> None:
         "stages": {k: [clock.seconds[k], clock.calls[k], clock.cpu[k]] for k in clock.seconds},
     }
     Path(args.result).write_text(json.dumps(result, default=str))
+
+
+def run_bare_flow(params: Any) -> Any:
+    """The flow's body without Prefect, as `biobridge ingest` runs it with no server."""
+    from flows.bare import run_bare
+
+    load, _found = run_bare(params)
+    return load
+
+
+def prefect_flow_warmed_up() -> Callable[[Any], Any]:
+    """The Prefect flow, its API started (ephemeral, or `--separate-api`) before the clock."""
+    from prefect import flow
+
+    from flows.ingest import ingest
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> None:
+        """Start the ephemeral API before the clock does."""
+
+    warm_up()
+    return ingest
 
 
 def run_child(args: argparse.Namespace, work: Path, db_url: str) -> dict[str, Any]:
@@ -321,6 +340,7 @@ def run_child(args: argparse.Namespace, work: Path, db_url: str) -> dict[str, An
         f"--batch-files={args.batch_files}",
         f"--workers={args.workers}",
         f"--database-url={db_url}",
+        f"--runner={args.runner}",
     ]
     with ExitStack() as stack:
         env = None
@@ -342,10 +362,21 @@ def separate_api_env(stack: ExitStack, work: Path) -> dict[str, str]:
     """`--separate-api`: a Prefect API in its own process (as `biobridge up`'s server is), so the
     flow process does not import Prefect's server (its ephemeral API does: ~70 MiB more RSS)."""
     from deployments.prefect_env import configure_prefect_env
-    from deployments.run import temporary_api
+    from deployments.stack import die_with_parent, wait_http_ok
+    from tests.helpers import free_port
 
     configure_prefect_env(work / "data")
-    url = stack.enter_context(temporary_api()).wait()
+    port = free_port()
+    env = os.environ | {"PREFECT_UI_ENABLED": "0"}
+    args = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
+    proc = subprocess.Popen(
+        [*args, "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
+        env=env, preexec_fn=die_with_parent,
+    )  # fmt: skip
+    stack.callback(proc.wait, timeout=30)
+    stack.callback(proc.terminate)
+    url = f"http://127.0.0.1:{port}/api"
+    wait_http_ok(f"{url}/health", timeout_s=120, what="the Prefect API", proc=proc)
     return os.environ | {"PREFECT_API_URL": url}
 
 
@@ -520,7 +551,7 @@ def report(
         )
 
     row("ours: ingest flow", seconds, f"{child['rss_peak_kib'] / mib:,.0f}")
-    row("ours: whole process (imports, API, shutdown)", child["child_seconds"])
+    row(f"ours: whole process ({args.runner}: imports, shutdown)", child["child_seconds"])
     row("ceiling: binary COPY, seed cols + PK + key", binary.seconds)
     row("ceiling: CSV COPY, all our columns+indexes", ceilings["csv"].seconds)
     print(
@@ -542,6 +573,7 @@ def report(
         "rows": rows,
         "flow_s": round(seconds, 3),
         "process_s": round(child["child_seconds"], 3),
+        "runner": args.runner,
         "flow_cpu_s": round(cpu, 3),
         "flow_cpu_s_per_1k_files": round(1000 * cpu / landed.files, 3),
         "binary_ceiling_s": round(binary.seconds, 3),
@@ -552,20 +584,23 @@ def report(
     print("\nRESULT " + json.dumps(summary))
 
 
-def report_memory(landed: Landed, child: dict[str, Any], rows: int) -> None:
+def report_memory(
+    args: argparse.Namespace, landed: Landed, child: dict[str, Any], rows: int
+) -> None:
     """`--memory-only`: the flow's time, CPU and peak RSS, without the ceilings."""
     seconds, cpu = child["seconds"], child["cpu_seconds"]
     print(
         f"{landed.files:,} files, {rows:,} rows: flow {seconds:.1f} s "
         f"({landed.files / seconds:,.0f} files/s), {cpu:.1f} CPU s, peak RSS "
         f"{child['rss_peak_kib'] / 1024:,.0f} MiB ({child['rss_before_kib'] / 1024:,.0f} MiB "
-        "before the flow)"
+        f"before the flow); the whole {args.runner} process {child['child_seconds']:.1f} s"
     )
     summary = {
         "files": landed.files,
         "rows": rows,
         "flow_s": round(seconds, 3),
         "process_s": round(child["child_seconds"], 3),
+        "runner": args.runner,
         "flow_cpu_s": round(cpu, 3),
         "peak_rss_mib": round(child["rss_peak_kib"] / 1024),
         "rss_before_flow_mib": round(child["rss_before_kib"] / 1024),
@@ -608,15 +643,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the landing folder then takes ~8 GiB of tmpfs, give --work-dir a disk folder)",
     )
     parser.add_argument(
+        "--runner",
+        choices=("bare", "prefect"),
+        default="bare",
+        help="bare: the flow's body without Prefect, as `biobridge ingest` runs it with no "
+        "server; prefect: the Prefect flow (on Prefect's ephemeral API, whose server modules "
+        "the flow process imports, unless --separate-api)",
+    )
+    parser.add_argument(
         "--separate-api",
         action="store_true",
-        help="run the flow against a Prefect API in its own process, as under `biobridge up` "
-        "(default: Prefect's ephemeral API, whose server modules the flow process imports)",
+        help="--runner prefect against a Prefect API in its own process, as under `biobridge up`",
     )
     parser.add_argument("--_run-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.separate_api:
+        args.runner = "prefect"
     if args.files < 1 or not 0 <= args.hr_share <= 1 or args.hr_samples < 0:
         parser.error("expected --files >= 1, 0 <= --hr-share <= 1 and --hr-samples >= 0")
     return args
@@ -703,7 +747,7 @@ def run_one(args: argparse.Namespace) -> None:
         if load["files_read"] != landed.files:
             raise SystemExit(f"the flow read {load['files_read']} of {landed.files} files")
         if args.memory_only:
-            report_memory(landed, child, rows)
+            report_memory(args, landed, child, rows)
             return
         ceilings = {
             "csv": measure_ceiling(run.db_url, run.work, psql=psql),

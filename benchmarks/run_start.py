@@ -6,9 +6,9 @@ on an empty landing folder), and while `biobridge up` runs (issue 11 "no start-u
 
 Uses a throwaway data dir and a throwaway database (both removed at the end), migrated first.
 
-1. In-process, no server: `--tries` runs of `biobridge ingest` on an empty landing folder (the
-   flow then does almost nothing); per try the wall time, the load record's time (its work) and
-   the command's peak RSS (VmHWM, sampled; the temporary Prefect API it starts is not counted).
+1. In-process, no server (a bare run: the flow's body without Prefect): `--tries` runs of
+   `biobridge ingest` on an empty landing folder (the flow then does almost nothing); per try
+   the wall time, the load record's time (its work) and the command's peak RSS (VmHWM, sampled).
 2. `biobridge up` on the same data dir; before each try one small webhook is landed, then
    `biobridge ingest --mode backfill`; per try:
    - to Running: from the command's start to the run's start_time as the Prefect server has it;

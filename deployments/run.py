@@ -1,5 +1,5 @@
-"""Run one ingest: on the running stack's Prefect server when there is one, else on a temporary
-Prefect API.
+"""Run one ingest: on the running stack's Prefect server when there is one, else bare, in this
+process without Prefect.
 
 With `biobridge up` running on the same data dir (found through `<data_dir>/stack.json`), the CLI
 hands the run to `up`'s standby process (`deployments.runhost`), which calls `run_here` here with
@@ -9,33 +9,29 @@ that server's deployment (it shows in its UI as a run of the deployment) in a Pe
 which the stack's runner leaves alone (it starts only Scheduled runs), and executes it at once:
 no runner poll, no flow-run process to start, no temporary Prefect server. A Ctrl-C stops it as
 Ctrl-C stops `up`'s runs: the load record says why and the run ends Crashed with a message. A
-server that does not serve the deployment (a bare `prefect server start`) gets a run of the flow
+server that does not serve the deployment (a plain `prefect server start`) gets a run of the flow
 without deployment.
-Otherwise the flow runs on a temporary Prefect API that dies with this process (also when it is
-killed). That API is started first, before this process imports the flow: its start-up (~8-20 s,
-mostly imports) and ours (~5-10 s) then overlap instead of adding up.
+Otherwise (no stack, no PREFECT_API_URL) the run is bare (`flows.bare`): the flow's body with
+plain steps, no Prefect import, no API server, so it pays ~2 s beyond its work instead of the
+~10-30 s a temporary Prefect API cost. Same load record, report (logged), exit codes and Ctrl-C.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
+import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from deployments.prefect_env import configure_prefect_env
-from deployments.stack import (
-    DEPLOYMENT,
-    die_with_parent,
-    http_ok,
-    read_stack_file,
-    wait_http_ok,
-)
+from deployments.stack import DEPLOYMENT, http_ok, read_stack_file
 from landing.settings import get_settings
 from schemas.loads import LOAD_TOTALS
 
@@ -67,7 +63,7 @@ def stack_api_url() -> str | None:
         if not http_ok(f"{url.rstrip('/')}/health", timeout_s=5):
             raise RunError(
                 f"PREFECT_API_URL={url} does not answer: start `biobridge up` (or that server), "
-                "or unset PREFECT_API_URL to run here on a temporary server"
+                "or unset PREFECT_API_URL to run here without a server"
             )
         return url
     info = read_stack_file(get_settings().data_dir)
@@ -104,13 +100,49 @@ def run_ingest(params: IngestParams, *, here: bool = False) -> int:
     api = stack_api_url()
     if api:
         os.environ["PREFECT_API_URL"] = api
-    with ExitStack() as stack:
-        # Started now, awaited only when the flow starts: it boots while we import the flow.
-        server = api or stack.enter_context(temporary_api())
-        from deployments.progress import chunk_progress
+    from deployments.progress import chunk_progress
 
-        with chunk_progress(params):
-            return run_here(params, api=server, of_deployment=isinstance(server, str) and not here)
+    with chunk_progress(params):
+        if api is None:
+            return run_bare_here(params)
+        return run_here(params, api=api, of_deployment=not here)
+
+
+BARE_LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
+
+
+def run_bare_here(params: IngestParams) -> int:
+    """Run the flow's body bare, in this process without Prefect (no server is reachable); the
+    same output and exit codes as `run_here`: 0 completed, 1 failed, Ctrl-C raises."""
+    from ops.api import check_database
+
+    check_database()  # fail in seconds with the reason, not after the steps' retries
+    # The run's lines (INFO) and every library's warnings on stderr, as Prefect's console shows.
+    logging.basicConfig(level=logging.WARNING, format=BARE_LOG_FORMAT, datefmt="%H:%M:%S")
+    from flows.bare import run_bare
+    from flows.report import WARNING_STATE_NAME
+    from tasks.run_context import BARE_LOGGER
+
+    logging.getLogger(BARE_LOGGER).setLevel(logging.INFO)
+    # At exit, the interpreter's last collection need not walk every module's objects (~0.25 s
+    # of the command's exit, measured); atexit runs before it.
+    atexit.register(gc.freeze)
+    try:
+        load, found = run_bare(params)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the run stopped; its committed batches stand and the other files load "
+            "on the next run (its load record says how far it got)",
+            file=sys.stderr,
+        )
+        raise
+    except Exception as exc:  # noqa: BLE001 - printed for the operator, exit code says it failed
+        print(f"ingest failed: {type(exc).__name__}: {exc}")
+        return 1
+    print(format_load(load))
+    if found.warnings:
+        print(f"{WARNING_STATE_NAME}: {found.message()}")
+    return 0
 
 
 def deployment_run(params: IngestParams, *, api: str) -> FlowRun | None:
@@ -198,10 +230,9 @@ def mark_cancelled(run: FlowRun) -> None:
         )
 
 
-def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bool = False) -> int:
-    """Run the flow in this process: on the server at `api` (it shows in that server's UI; as a
-    run of the served deployment when `of_deployment` and the server has it), or on a temporary
-    Prefect API that dies with this process."""
+def run_here(params: IngestParams, *, api: str, of_deployment: bool = False) -> int:
+    """Run the flow in this process on the server at `api` (it shows in that server's UI; as a
+    run of the served deployment when `of_deployment` and the server has it)."""
     from ops.api import check_database
 
     check_database()  # fail in seconds with the reason, not after the flow's retries
@@ -210,9 +241,8 @@ def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bo
 
     from flows.ingest import ingest
 
-    url = api if isinstance(api, str) else api.wait()
-    with temporary_settings({PREFECT_API_URL: url}):
-        run = deployment_run(params, api=url) if of_deployment else None
+    with temporary_settings({PREFECT_API_URL: api}):
+        run = deployment_run(params, api=api) if of_deployment else None
         try:
             with honour_cancel(run) as cancelled:
                 state = cast(
@@ -247,48 +277,3 @@ def run_here(params: IngestParams, *, api: str | TemporaryApi, of_deployment: bo
     except Exception as exc:  # noqa: BLE001 - printed for the operator, exit code says it failed
         print(f"ingest failed: {type(exc).__name__}: {exc}")
     return 1
-
-
-class TemporaryApi:
-    """A temporary Prefect API being started: `wait` returns its URL once it answers."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
-        self.proc = proc
-        self.url = url
-
-    def wait(self) -> str:
-        wait_http_ok(
-            f"{self.url}/health", timeout_s=120, what="the temporary Prefect API", proc=self.proc
-        )
-        return self.url
-
-
-@contextmanager
-def temporary_api() -> Iterator[TemporaryApi]:
-    """A Prefect API (no UI) for one run in this process, as Prefect's own temporary server is,
-    but asked to die with us: a killed `biobridge ingest` leaves no server behind. It starts in
-    the background; `TemporaryApi.wait` waits until it answers."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    env = os.environ | {
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-    }
-    args = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
-    args += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        [*args, "--lifespan", "on"],
-        env=env,
-        preexec_fn=die_with_parent,
-    )
-    try:
-        yield TemporaryApi(proc, f"http://127.0.0.1:{port}/api")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -1,4 +1,5 @@
-"""Keep a fixed number of task runs in flight, and stop them the same way for every flow.
+"""Keep a fixed number of steps in flight, and stop them the same way for every flow: Prefect
+task runs under Prefect, plain futures on a thread pool in a bare run (`flows.bare`).
 
 The backlog's batches and a chunked replay's chunks are both "claim the next piece until none is
 left": a sliding window, not lock-step rounds, so one piece reads and flattens while another's
@@ -7,13 +8,16 @@ write keeps Postgres busy.
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
-from typing import TypeVar
-
-from prefect.exceptions import TerminationSignal
-from prefect.futures import PrefectFuture, as_completed, wait
+from concurrent import futures
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from warehouse.errors import cancelled_query
+
+if TYPE_CHECKING:
+    from tasks.steps import StepFuture
 
 R = TypeVar("R")
 
@@ -22,8 +26,17 @@ R = TypeVar("R")
 STOP_GRACE_S = 3.0
 
 
+class Terminated(BaseException):
+    """A SIGTERM stopping a bare run (`flows.bare`), as Prefect's TerminationSignal stops a run
+    under Prefect: the run closes its load record as stopped, then the process dies of it."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(f"received signal {signum}")
+        self.signal = signum
+
+
 def keep_in_flight(
-    submit: Callable[[], PrefectFuture[R | None]],
+    submit: Callable[[], StepFuture[R | None]],
     *,
     slots: int,
     take: Callable[[R], None],
@@ -41,7 +54,7 @@ def keep_in_flight(
     in_flight = [submit() for _ in range(slots)]
     try:
         while in_flight:
-            finished = next(as_completed(in_flight))
+            finished = first_done(in_flight)
             in_flight.remove(finished)
             result = finished.result()
             if result is not None:
@@ -50,23 +63,58 @@ def keep_in_flight(
     except BaseException as exc:
         stop()
         if stop_signal(exc) is not None:
-            wait(in_flight, timeout=stop_grace_s)
+            wait_for(in_flight, timeout=stop_grace_s)
         else:
-            wait(in_flight)
+            wait_for(in_flight)
         raise
 
 
+def first_done(in_flight: list[StepFuture[R]]) -> StepFuture[R]:
+    """The first of `in_flight` to finish: Prefect futures under Prefect, plain ones when bare."""
+    if isinstance(in_flight[0], futures.Future):
+        plain = cast("list[futures.Future[R]]", in_flight)
+        done, _ = futures.wait(plain, return_when=futures.FIRST_COMPLETED)
+        return next(f for f in plain if f in done)  # the oldest of those done
+    from prefect.futures import as_completed
+
+    return cast("StepFuture[R]", next(as_completed(cast("list[Any]", in_flight))))
+
+
+def wait_for(in_flight: list[StepFuture[R]], *, timeout: float | None = None) -> None:
+    """Wait until every one of `in_flight` has finished, or `timeout` seconds."""
+    if not in_flight:
+        return
+    if isinstance(in_flight[0], futures.Future):
+        futures.wait(cast("list[futures.Future[R]]", in_flight), timeout=timeout)
+        return
+    from prefect.futures import wait
+
+    wait(cast("list[Any]", in_flight), timeout=timeout)
+
+
 def stop_signal(error: BaseException) -> BaseException | None:
-    """The TerminationSignal or KeyboardInterrupt behind `error`, if a signal caused it (a signal
-    raised inside a lock's wait can surface as "RuntimeError: release unlocked lock", and one
-    that reached a query on the main thread as the query's cancellation, SQLSTATE 57014)."""
+    """The TerminationSignal (Terminated when bare) or KeyboardInterrupt behind `error`, if a
+    signal caused it (a signal raised inside a lock's wait can surface as "RuntimeError: release
+    unlocked lock", and one that reached a query on the main thread as the query's cancellation,
+    SQLSTATE 57014)."""
+    stops = _stop_types()
     seen: BaseException | None = error
     for _ in range(10):
         if seen is None:
             return None
-        if isinstance(seen, TerminationSignal | KeyboardInterrupt):
+        if isinstance(seen, stops):
             return seen
         if cancelled_query(seen):  # the SIGINT reached a query on the main thread (ADBC)
             return KeyboardInterrupt()
         seen = seen.__context__
     return None
+
+
+def _stop_types() -> tuple[type[BaseException], ...]:
+    """KeyboardInterrupt, Terminated, and Prefect's TerminationSignal when Prefect is loaded
+    (when it is not, nothing can have raised one: a bare run does not import it)."""
+    prefect_exceptions = sys.modules.get("prefect.exceptions")
+    if prefect_exceptions is None:
+        return (KeyboardInterrupt, Terminated)
+    termination: type[BaseException] = prefect_exceptions.TerminationSignal
+    return (KeyboardInterrupt, Terminated, termination)

@@ -10,12 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
-from prefect import get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
 from flows.in_flight import keep_in_flight
 from schemas.loads import LoadCounts
 from tasks.replay import ChunkResult, request_stop
+from tasks.run_context import is_bare, run_logger
 from tasks.runtime import database_url
 from warehouse.postgres import connect
 from warehouse.replay import ReplayRun, finish_run_if_done, run_progress
@@ -71,7 +69,8 @@ def run_chunked(
 
 
 class _Progress:
-    """The run's progress artifact (chunks done of all, also by earlier runs of the command)."""
+    """The run's progress artifact (chunks done of all, also by earlier runs of the command).
+    A bare run has none: its command draws the same numbers from Postgres (`chunk_progress`)."""
 
     def __init__(self, run: ReplayRun) -> None:
         self.run = run
@@ -80,6 +79,10 @@ class _Progress:
 
     def update(self) -> None:
         """Publish chunks done / all; a progress display never fails the run."""
+        if is_bare():
+            return
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
         try:
             with connect(database_url()) as conn:
                 done, total = run_progress(conn, self.run.run_id)
@@ -93,4 +96,4 @@ class _Progress:
             else:
                 update_progress_artifact(self.artifact, percent, description=text)
         except Exception as exc:  # noqa: BLE001 - progress is a display; the chunk table is truth
-            get_run_logger().warning("could not publish the replay progress: %s", exc)
+            run_logger().warning("could not publish the replay progress: %s", exc)

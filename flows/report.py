@@ -1,11 +1,13 @@
 """What a run tells ops: a table with the counts, a markdown note naming vendors, files and reasons,
 and the run's final state (a plain Completed, or "Completed with warnings" saying why).
 
-Artifacts are keyed so that the Artifacts page keeps a history per key:
+Under Prefect they are artifacts, keyed so that the Artifacts page keeps a history per key:
 - `ingest-summary`: the counts of every run that read something (empty runs publish nothing, so
   the latest artifact is never an empty minute);
 - `ingest-reasons`: the note of every run that read something;
 - `ingest-warnings`: only the notes of runs with warnings (quarantine, drift, old backlog, error).
+
+A bare run (no Prefect server, `flows.bare`) logs the table, and the note when it warns.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
 from schemas.loads import LoadCounts, LoadRecord
+from tasks.run_context import is_bare, run_logger
 from warehouse.quarantine import QuarantinedFile
 
 WARNING_STATE_NAME = "Completed with warnings"
@@ -168,24 +169,37 @@ def publish(
     files: list[QuarantinedFile] | None = None,
     found: RunFindings | None = None,
 ) -> bool:
-    """Create the run's artifacts in Prefect (shown on the flow run page and the Artifacts page).
+    """Create the run's artifacts in Prefect (shown on the flow run page and the Artifacts page);
+    a bare run logs them.
 
     Returns False (and publishes nothing) for an empty run.
     """
     if is_empty_run(load, discovered):
         return False
+    note = markdown_report(load, counts, files=files, found=found)
+    worth_a_look = bool((found and found.warnings) or load.get("error"))
+    if is_bare():
+        rows = summary_rows(load, counts, discovered)
+        table = "\n".join(f"  {row['measure']:<48} {row['value']}" for row in rows)
+        run_logger().info(
+            "load %d, what this run read, loaded and rejected:\n%s", load["load_id"], table
+        )
+        if worth_a_look:
+            run_logger().warning("%s", note)
+        return True
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
     create_table_artifact(
         key="ingest-summary",
         table=summary_rows(load, counts, discovered),
         description=f"Load {load['load_id']}: what this run read, loaded and rejected",
     )
-    note = markdown_report(load, counts, files=files, found=found)
     create_markdown_artifact(
         key="ingest-reasons",
         markdown=note,
         description=f"Load {load['load_id']}: which files were quarantined and why, drift keys",
     )
-    if (found and found.warnings) or load.get("error"):
+    if worth_a_look:
         create_markdown_artifact(
             key="ingest-warnings",
             markdown=note,

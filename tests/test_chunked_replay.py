@@ -132,7 +132,7 @@ def done_chunks(p: Pipeline) -> int:
     return int(p.scalar("SELECT count(*) FROM biobridge.replay_chunks WHERE state = 'done'"))
 
 
-@pytest.mark.slow  # two CLI processes, each with its own temporary Prefect API: minutes
+@pytest.mark.slow  # two CLI processes (bare: no Prefect server) over 30 days of chunks
 @pytest.mark.timeout(900)  # ~3 min alone, more on a shared machine
 def test_ctrl_c_mid_chunked_replay_then_the_same_command_does_each_chunk_once(
     pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
