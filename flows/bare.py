@@ -37,7 +37,8 @@ def run_bare(params: IngestParams) -> tuple[LoadRecord, RunFindings]:
     """Run the ingest in this process without Prefect; the load record and its findings. A
     failure raises (the load record is closed as failed first), as does a stop: Ctrl-C raises
     KeyboardInterrupt, SIGTERM ends the process by that signal once the record is closed."""
-    threads = params.chunk_parallel if params.chunk_hours else params.workers
+    # The batches, and the discovery that runs beside them.
+    threads = params.chunk_parallel if params.chunk_hours else params.workers + 1
     with (
         capture_sigterm(),
         bare_run(),

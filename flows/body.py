@@ -12,11 +12,12 @@ from __future__ import annotations
 import gc
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from flows.in_flight import keep_in_flight, stop_signal
+from flows.in_flight import is_finished, keep_in_flight, stop_signal
 from flows.params import IngestParams
 from flows.replay import run_chunked
 from flows.report import RunFindings, findings, publish
@@ -64,18 +65,7 @@ def run_body(steps: IngestTasks, params: IngestParams) -> tuple[LoadRecord, RunF
             if params.chunk_hours:
                 discovered = run_chunked(steps, params, load_id=load_id, counts=counts)
             else:
-                discovered = find_files(steps, params, load_id=load_id)
-                spec = BatchSpec(
-                    limit=params.batch_files,
-                    vendors=tuple(params.vendors),
-                    received_from=params.received_from,
-                    received_until=params.received_until,
-                )
-                keep_in_flight(
-                    lambda: steps.load_batch.submit(load_id=load_id, spec=spec),
-                    slots=params.workers,
-                    take=counts.add,
-                )
+                discovered = load_while_discovering(steps, params, load_id=load_id, counts=counts)
         except BaseException as exc:
             if stop_signal(exc) is not None:
                 ignore_further_stop_signals()  # the terminal's SIGINT, then the runner's SIGTERM
@@ -118,8 +108,12 @@ def _signal_name(error: BaseException) -> str:
         return f"signal {number}"
 
 
-def find_files(steps: IngestTasks, params: IngestParams, *, load_id: int) -> int:
-    """Requeue the window's files for a replay, then discover new ones; how many were new."""
+def load_while_discovering(
+    steps: IngestTasks, params: IngestParams, *, load_id: int, counts: LoadCounts
+) -> int:
+    """Requeue the window's files for a replay, then discover new files while `workers` batches
+    load the ones already in the ledger (discovery commits as it lists: a large backlog starts
+    loading within a chunk instead of after the whole listing); how many files were new."""
     if params.mode == "replay":
         steps.requeue_files(
             load_id=load_id,
@@ -129,10 +123,26 @@ def find_files(steps: IngestTasks, params: IngestParams, *, load_id: int) -> int
             received_until=params.received_until,
         )
     window = (params.received_from, params.received_until)
-    found = steps.discover_files(
-        vendors=params.vendors, window=None if params.mode == "scheduled" else window
+    halt = threading.Event()
+    discovery = steps.discover_files.submit(
+        vendors=params.vendors,
+        window=None if params.mode == "scheduled" else window,
+        stop=halt,
     )
-    return sum(found.values())
+    spec = BatchSpec(
+        limit=params.batch_files,
+        vendors=tuple(params.vendors),
+        received_from=params.received_from,
+        received_until=params.received_until,
+    )
+    keep_in_flight(
+        lambda: steps.load_batch.submit(load_id=load_id, spec=spec),
+        slots=params.workers,
+        take=counts.add,
+        stop=halt.set,  # on an error or a stop the listing ends at its next chunk
+        more_coming=lambda: not is_finished(discovery),
+    )
+    return sum(discovery.result().values())  # a failed discovery fails the run here
 
 
 def close_and_report(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable
 from concurrent import futures
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -35,6 +36,11 @@ class Terminated(BaseException):
         self.signal = signum
 
 
+IDLE_POLL_S = 0.2
+"""How long a slot that found nothing to claim waits before it claims again, while more files
+are still coming (discovery is committing them)."""
+
+
 def keep_in_flight(
     submit: Callable[[], StepFuture[R | None]],
     *,
@@ -42,24 +48,47 @@ def keep_in_flight(
     take: Callable[[R], None],
     stop: Callable[[], None] = lambda: None,
     stop_grace_s: float = STOP_GRACE_S,
+    more_coming: Callable[[], bool] = lambda: False,
 ) -> None:
     """Keep `slots` runs of `submit` in flight; pass each result to `take` and refill its slot,
-    until every slot has returned None (nothing left to claim).
+    until every slot has returned None (nothing left to claim) and `more_coming` says nothing
+    more will come. A slot that finds nothing while more is coming claims again after
+    `IDLE_POLL_S`.
 
     On an error, `stop` asks the pieces in flight to stop after their current step. A stop
     signal (Ctrl-C, a cancel) gives them `stop_grace_s` to commit, then abandons them: the
     process is ending and what has not committed rolls back. Any other error waits for them
     all, so the caller never closes its load record while a piece may still commit.
     """
-    in_flight = [submit() for _ in range(slots)]
+    # A piece submitted while more was coming may have looked just before the last of it came:
+    # one that finds nothing then claims once more, even if nothing is coming any more.
+    hopeful: set[int] = set()
+
+    def start() -> StepFuture[R | None]:
+        coming = more_coming()
+        future = submit()
+        if coming:
+            hopeful.add(id(future))
+        return future
+
+    in_flight = [start() for _ in range(slots)]
+    idle = 0
     try:
-        while in_flight:
-            finished = first_done(in_flight)
+        while in_flight or idle:
+            finished = first_done(in_flight, timeout=IDLE_POLL_S if idle else None)
+            if finished is None:  # idle slots waited long enough: claim again
+                in_flight.extend(start() for _ in range(idle))
+                idle = 0
+                continue
             in_flight.remove(finished)
+            was_hopeful = id(finished) in hopeful
+            hopeful.discard(id(finished))
             result = finished.result()
             if result is not None:
                 take(result)
-                in_flight.append(submit())
+                in_flight.append(start())
+            elif was_hopeful:
+                idle += 1
     except BaseException as exc:
         stop()
         if stop_signal(exc) is not None:
@@ -69,15 +98,30 @@ def keep_in_flight(
         raise
 
 
-def first_done(in_flight: list[StepFuture[R]]) -> StepFuture[R]:
-    """The first of `in_flight` to finish: Prefect futures under Prefect, plain ones when bare."""
-    if isinstance(in_flight[0], futures.Future):
-        plain = cast("list[futures.Future[R]]", in_flight)
-        done, _ = futures.wait(plain, return_when=futures.FIRST_COMPLETED)
-        return next(f for f in plain if f in done)  # the oldest of those done
-    from prefect.futures import as_completed
+def first_done(
+    in_flight: list[StepFuture[R]], *, timeout: float | None = None
+) -> StepFuture[R] | None:
+    """The first of `in_flight` to finish, or None when none did within `timeout` seconds (with
+    none in flight: after `timeout`). Plain futures when bare; under Prefect, the thread pool's
+    futures its task futures wrap (Prefect's own `as_completed` times out with an alarm signal
+    on the main thread, which outlives the generator we take one future from)."""
+    if not in_flight:
+        time.sleep(timeout or 0)
+        return None
+    plain: list[Any] = [getattr(f, "wrapped_future", f) for f in in_flight]
+    if all(isinstance(p, futures.Future) for p in plain):
+        done, _ = futures.wait(plain, timeout=timeout, return_when=futures.FIRST_COMPLETED)
+        return next((f for f, p in zip(in_flight, plain, strict=True) if p in done), None)
+    from prefect.futures import as_completed  # another task runner: wait without a timeout
 
     return cast("StepFuture[R]", next(as_completed(cast("list[Any]", in_flight))))
+
+
+def is_finished(future: StepFuture[Any]) -> bool:
+    """Whether `future` has finished (succeeded or failed), without waiting."""
+    if isinstance(future, futures.Future):
+        return future.done()
+    return bool(cast("Any", future).state.is_final())
 
 
 def wait_for(in_flight: list[StepFuture[R]], *, timeout: float | None = None) -> None:

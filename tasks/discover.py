@@ -14,7 +14,7 @@ the last run stopped; every object is recorded within one pass, whatever its key
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -95,16 +95,23 @@ def discover(
     window: tuple[datetime | None, datetime | None] | None = None,
     settle: timedelta = SETTLE,
     sweep_keys: int = SWEEP_KEYS,
+    stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, int]:
     """Add unseen landed objects to the ledger; returns new keys per vendor.
 
     Without `window` it lists incrementally from each vendor's cursor, then sweeps up to
     `sweep_keys` keys of the vendor's prefix. With a window (a backfill) it lists that range in
     full, leaving the cursors alone; (None, None) lists everything.
+
+    Each chunk of keys is committed as it is listed, so loaders can claim them at once. `stop`
+    is asked between chunks: once it says so, the listing ends there, the vendor's cursor stays
+    where it was (the next run lists the rest again) and no sweep starts.
     """
     now = now or datetime.now(UTC)
     found: dict[str, int] = {}
     for vendor in vendors:
+        if stop():
+            break
         if window is None:
             cursor = get_cursor(conn, vendor)
             plan = listing_plan(vendor, start=cursor, end=now)
@@ -114,9 +121,13 @@ def discover(
         new = 0
         while chunk := list(islice(keys, CHUNK)):
             new += record_discovered(conn, chunk)
+            if stop():
+                found[vendor] = new
+                return found
         if window is None:
             advance_cursor(conn, vendor, now - settle)
-            new += sweep(conn, store, vendor, keys=sweep_keys, now=now)
+            if not stop():
+                new += sweep(conn, store, vendor, keys=sweep_keys, now=now)
         found[vendor] = new
     return found
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -175,9 +176,13 @@ def requeue_files(
 
 
 def discover_files(
-    *, vendors: Sequence[str], window: tuple[datetime | None, datetime | None] | None
+    *,
+    vendors: Sequence[str],
+    window: tuple[datetime | None, datetime | None] | None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
-    """List new objects in the landing store and add them to the ledger as pending."""
+    """List new objects in the landing store and add them to the ledger as pending, committed
+    chunk by chunk (batches loading meanwhile claim them); `stop` ends the listing early."""
     with connect(database_url()) as conn:
         settings = get_pipeline_settings()
         found = discover(
@@ -187,6 +192,7 @@ def discover_files(
             window=window,
             settle=settle_window(settings.ack_deadline_s),
             sweep_keys=settings.discovery_sweep_keys,
+            stop=stop.is_set if stop is not None else lambda: False,
         )
         if sum(found.values()) >= ledger.ANALYZE_AFTER_NEW_FILES:
             ledger.refresh_statistics(conn)

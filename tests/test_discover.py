@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from landing.store import ObjectMeta, ObjectStore, open_store
-from tasks.discover import SETTLE, discover, listing_plan
+from tasks.discover import SETTLE, discover, get_cursor, listing_plan
 from tests.helpers import land as land_body
 from warehouse.postgres import connect
 
@@ -76,3 +78,29 @@ def test_a_stray_object_under_raw_is_ignored_not_fatal(pg_url: str, tmp_path: Pa
         with conn.cursor() as cur:
             cur.execute("SELECT object_key FROM biobridge.landed_files")
             assert cur.fetchall() == [(ours,)]
+
+
+def test_a_stopped_discovery_keeps_what_it_recorded_and_leaves_the_cursor(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that stops while loading stops its discovery at the next chunk: the chunks listed
+    so far stay in the ledger (they load on the next run), the cursor does not move past keys
+    never listed, and the next run finds the rest."""
+    monkeypatch.setattr("tasks.discover.CHUNK", 1)
+    store = open_store((tmp_path / "landing").as_uri())
+    keys = [land(store, "garmin", T0 - timedelta(hours=3, minutes=n)) for n in range(3)]
+    asked = 0
+
+    def stop_after_first_chunk() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 1  # asked once before the vendor, then after each chunk
+
+    with connect(pg_url) as conn:
+        found = discover(conn, store, vendors=["garmin"], now=T0, stop=stop_after_first_chunk)
+        assert found == {"garmin": 1}
+        assert get_cursor(conn, "garmin") is None
+        assert discover(conn, store, vendors=["garmin"], now=T0) == {"garmin": 2}
+        with conn.cursor() as cur:
+            cur.execute("SELECT object_key FROM biobridge.landed_files ORDER BY 1")
+            assert [k for (k,) in cur.fetchall()] == sorted(keys)

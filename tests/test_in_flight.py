@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from flows.in_flight import stop_signal
+from flows.in_flight import keep_in_flight, stop_signal
 from warehouse.postgres import connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,3 +70,37 @@ def test_other_errors_are_not_stop_signals() -> None:
     error.sqlstate = "23505"  # type: ignore[attr-defined]
     assert stop_signal(error) is None
     assert isinstance(stop_signal(KeyboardInterrupt()), KeyboardInterrupt)
+
+
+def test_slots_wait_for_pieces_still_coming_before_they_end() -> None:
+    """While discovery is still committing files, a slot that finds nothing claims again later
+    instead of ending: every piece that comes is taken, and the window ends only once nothing
+    more can come."""
+    queue: list[int] = []
+    lock = threading.Lock()
+    done_coming = threading.Event()
+
+    def produce() -> None:
+        for n in range(6):
+            time.sleep(0.1)
+            with lock:
+                queue.append(n)
+        done_coming.set()
+
+    def claim() -> int | None:
+        with lock:
+            return queue.pop(0) if queue else None
+
+    taken: list[int] = []
+    producer = threading.Thread(target=produce)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        producer.start()
+        keep_in_flight(
+            lambda: pool.submit(claim),
+            slots=2,
+            take=taken.append,
+            more_coming=lambda: not done_coming.is_set(),
+        )
+    producer.join()
+    assert done_coming.is_set()
+    assert sorted(taken) == list(range(6))
