@@ -66,6 +66,7 @@ from typing import Any
 import orjson
 import pyarrow.csv as pa_csv
 
+from deployments.allocators import tune_allocators
 from landing.keys import new_key
 from landing.local_store import META_SUFFIX
 from landing.store import ObjectMeta, open_store
@@ -710,6 +711,7 @@ def main() -> None:
     if args._run_only:
         run_only(args)
         return
+    tune_allocators()  # the child runs the flow with the environment `biobridge` gives its runs
     if args.mix == "both":
         for hr_share in (0.0, 0.1):
             print(f"\n=== mix: {'small files' if hr_share == 0 else 'Garmin 10 %'} ===")

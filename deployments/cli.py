@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deployments.allocators import tune_allocators
 from landing.keys import VENDORS
 from landing.settings import get_settings
 
@@ -651,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `biobridge` console script: one-line errors, never a traceback."""
+    tune_allocators()  # before anything loads Polars or PyArrow
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
