@@ -171,31 +171,36 @@ def one_run(target: str, args: argparse.Namespace, script: Path, keep: Path) -> 
     result = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     result["landed"] = landed
     result["drain_s"] = drain_s
-    result["cpu_us"] = cpu[0] / max(result["reqs"], 1) * 1e6
-    result["mat_us"] = cpu[1] / max(result["reqs"], 1) * 1e6
-    result["all_us"] = sum(total_cpu) / max(result["reqs"], 1) * 1e6
+    per = 1e6 / max(result["reqs"], 1)
+    result["cpu_us"] = cpu["worker"] * per
+    result["sync_us"] = cpu["syncer"] * per
+    result["mat_us"] = cpu["materializer"] * per
+    result["all_us"] = sum(total_cpu.values()) * per
+    result["all_mat_us"] = total_cpu["materializer"] * per
     return result
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User + system CPU seconds so far of `pid` and its child processes (the workers), and
-    apart those of the materializers (the processes at a positive nice value)."""
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds so far of `pid` and all its descendants, by role: the workers
+    (the server processes), the syncers and the materializers (told apart by the process name
+    the log helpers set, `landing.materializer.SYNCER`/`MATERIALIZER`). Every thread of each
+    process counts (/proc/PID/stat sums them), and so do the children it has reaped."""
     tick = os.sysconf("SC_CLK_TCK")
-    serving = materializing = 0.0
+    used = {"worker": 0.0, "syncer": 0.0, "materializer": 0.0}
+    roles = {"bb-syncer": "syncer", "bb-materializer": "materializer"}
     todo = [pid]
     while todo:
         p = todo.pop()
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-            if int(fields[16]) > 0:  # nice
-                materializing += used
-            else:
-                serving += used
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+            name, _, rest = Path(f"/proc/{p}/stat").read_text().partition(" (")[2].rpartition(")")
+            fields = rest.split()
+            # utime, stime, cutime, cstime
+            used[roles.get(name, "worker")] += sum(int(f) for f in fields[11:15]) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():  # children of any of its threads
+                todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return serving, materializing
+    return used
 
 
 def wait_drained(folder: Path, timeout_s: float = 600.0) -> float:
@@ -210,8 +215,8 @@ def wait_drained(folder: Path, timeout_s: float = 600.0) -> float:
     return time.monotonic() - started
 
 
-def diff(after: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
-    return after[0] - before[0], after[1] - before[1]
+def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before[role] for role in after}
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -231,10 +236,16 @@ def summary(name: str, runs: list[dict[str, float]]) -> str:
         xs = [r[key] for r in runs]
         return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}-{max(xs):{fmt}})"
 
-    return (
+    line = (
         f"{name:>8}: {stat('rps', '.0f')} req/s  p50 {stat('p50_ms', '.1f')} ms  "
         f"p99 {stat('p99_ms', '.1f')} ms  cpu {stat('cpu_us', '.0f')} us/req"
     )
+    if name == "receiver":
+        line += (
+            f" (workers)\n{'':>10}syncer {stat('sync_us', '.0f')}, materializer (until drained)"
+            f" {stat('all_mat_us', '.0f')}, all processes {stat('all_us', '.0f')} us/req"
+        )
+    return line
 
 
 def main() -> None:
@@ -273,9 +284,10 @@ def main() -> None:
                 res = one_run(target, args, script, Path(tmp))
                 runs[target].append(res)
                 extra = (
-                    f" landed={res['landed']:.0f} materializer {res['mat_us']:.0f} us/req during"
-                    f" the run, {res['all_us']:.0f} us/req in all, drained "
-                    f"{res['drain_s']:.1f} s after"
+                    f" landed={res['landed']:.0f}; during the run: syncer {res['sync_us']:.0f}"
+                    f" us/req, materializer {res['mat_us']:.0f} us/req; drained "
+                    f"{res['drain_s']:.1f} s after: materializer {res['all_mat_us']:.0f} us/req,"
+                    f" all processes {res['all_us']:.0f} us/req"
                     if target == "receiver"
                     else ""
                 )

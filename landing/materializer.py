@@ -65,16 +65,23 @@ _READ_BYTES = 4 << 20
 _IDLE_ADOPT_S = 30.0  # when idle, look for segments of dead workers this often
 _RETRY_S = 1.0  # pause before retrying records that could not be written (a full disk)
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+SYNCER = b"bb-syncer"  # the helpers' process names (at most 15 bytes)
+MATERIALIZER = b"bb-materializer"
 
 
 def start_materializer(store: LocalStore) -> tuple[int, socket.socket]:
     """Fork this worker's materializer (nice 19); (its pid, our end of the socket pair)."""
-    return _fork(lambda sock, worker: Materializer(store, sock, worker).run(), nice=NICE)
+    return _fork(
+        lambda sock, worker: Materializer(store, sock, worker).run(), nice=NICE, name=MATERIALIZER
+    )
 
 
 def start_materializer_now(store: LocalStore) -> tuple[int, socket.socket]:
     """The materializer at normal priority: with `ack_visible` requests wait for it."""
-    return _fork(lambda sock, worker: Materializer(store, sock, worker).run(), nice=0)
+    return _fork(
+        lambda sock, worker: Materializer(store, sock, worker).run(), nice=0, name=MATERIALIZER
+    )
 
 
 def start_syncer(store: LocalStore) -> tuple[int, socket.socket]:
@@ -87,11 +94,14 @@ def start_syncer(store: LocalStore) -> tuple[int, socket.socket]:
     syncer → worker `SYNCED` (`ok` 1: durable up to `end`; 0: fdatasync failed). Up to
     SYNC_THREADS syncs run at once, so answers may come out of order.
     """
-    return _fork(lambda sock, worker: Syncer(store, sock, worker).run(), nice=0)
+    return _fork(lambda sock, worker: Syncer(store, sock, worker).run(), nice=0, name=SYNCER)
 
 
-def _fork(body: Callable[[socket.socket, int], None], *, nice: int) -> tuple[int, socket.socket]:
-    """Fork a helper of this worker running `body(its socket, worker pid)`.
+def _fork(
+    body: Callable[[socket.socket, int], None], *, nice: int, name: bytes
+) -> tuple[int, socket.socket]:
+    """Fork a helper of this worker running `body(its socket, worker pid)`, named `name` (its
+    /proc/PID/comm: `ps` and benchmarks/receiver.py tell the helpers apart by it).
 
     The child keeps only its end of the socket and the standard streams (never a client
     connection or the listening socket) and is killed by the kernel when the thread that forked
@@ -109,6 +119,8 @@ def _fork(body: Callable[[socket.socket, int], None], *, nice: int) -> tuple[int
         os.closerange(3, keep)
         os.closerange(keep + 1, _max_fd())
         _die_with(parent)
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker; we follow it
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if nice:
