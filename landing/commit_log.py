@@ -26,7 +26,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,11 +82,31 @@ def decode_ends(data: bytes) -> Iterator[tuple[int, Item]]:
 
 
 def complete_meta(meta: bytes, body: bytes) -> bytes:
-    """The object's metadata JSON: `meta` with the body's `sha256` and `size` (computed here)."""
+    """The object's metadata JSON: `meta` with the body's `sha256` and `size` (computed here).
+
+    The bytes `ObjectMeta.to_json` gives for it. What the receiver logs has every field and a
+    `received_at` in `isoformat`'s own form: then it is serialised directly (the round trip
+    through ObjectMeta cost ~4x as much, a fifth of the materializer's Python time per object);
+    anything else (older or newer fields, another time format) takes the round trip."""
     d = orjson.loads(meta)
     d["sha256"] = hashlib.sha256(body).hexdigest()
     d["size"] = len(body)
+    at = d.get("received_at")
+    if d.keys() == _META_KEYS and isinstance(at, str) and _iso(at) == at:
+        fast = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+        if fast.isascii() and b"\x7f" not in fast:  # what to_json requires of its fast form
+            return fast
     return ObjectMeta.from_json(orjson.dumps(d)).to_json()
+
+
+def _iso(at: str) -> str | None:
+    try:
+        return datetime.fromisoformat(at).isoformat()
+    except ValueError:
+        return None
+
+
+_META_KEYS = {f.name for f in fields(ObjectMeta)}
 
 
 def materialize(store: LocalStore, records: Sequence[Item]) -> Materialized:
