@@ -423,14 +423,12 @@ def write_batch(
     """Everything `apply_batch` does but the commit (a dry run rolls it back); the row changes
     (per metric with `by_metric`, see `write_rows`).
 
-    The quarantine entries and the ledger states go in first, before the upsert's advisory lock:
-    they touch only this batch's claimed files, so the other loaders' writes need not wait for
-    them (a third of the time under the lock for small files, measured). The lock is held from
-    the rows' write to the commit (released at commit or rollback, also when the process dies).
+    All of it under the upsert's advisory lock (released at commit or rollback, also when the
+    process dies). The ledger's rows change only once the lock is held: an updated ledger row
+    makes every discovery that re-lists its key wait for this transaction (ON CONFLICT waits
+    for the new index entry), and that wait must not include a wait for the lock.
     """
     with conn.cursor() as cur:
-        cur.execute(_QUARANTINE)
-        cur.execute(_LEDGER, (load_id,))
         cur.execute("SELECT pg_advisory_xact_lock($1)", (UPSERT_LOCK,))
         cur.fetchall()
     changes = write_rows(
@@ -442,6 +440,8 @@ def write_batch(
     )
     add_changes(counts, changes)
     with conn.cursor() as cur:
+        cur.execute(_QUARANTINE)
+        cur.execute(_LEDGER, (load_id,))
         cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
     return changes
 
