@@ -58,8 +58,10 @@ def format_load(load: Mapping[str, Any]) -> str:
 
 
 def stack_api_url() -> str | None:
-    """The Prefect API of the running stack: `PREFECT_API_URL`, else `<data_dir>/stack.json`."""
-    if url := os.environ.get("PREFECT_API_URL"):
+    """The Prefect API of the running stack: `PREFECT_API_URL` (in the environment, or in the
+    settings of a process that loaded Prefect already: a test harness, a program embedding the
+    CLI), else `<data_dir>/stack.json`."""
+    if url := os.environ.get("PREFECT_API_URL") or api_configured_in_process():
         if not http_ok(f"{url.rstrip('/')}/health", timeout_s=5):
             raise RunError(
                 f"PREFECT_API_URL={url} does not answer: start `biobridge up` (or that server), "
@@ -68,6 +70,17 @@ def stack_api_url() -> str | None:
         return url
     info = read_stack_file(get_settings().data_dir)
     return None if info is None else str(info["api_url"])
+
+
+def api_configured_in_process() -> str | None:
+    """The API URL this process's Prefect settings name, only when Prefect is loaded already:
+    the CLI never imports it just to look (a bare run must not pay for the import)."""
+    if "prefect.settings" not in sys.modules:
+        return None
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url) if url else None
 
 
 def ingest_params(**options: Any) -> IngestParams:
@@ -98,7 +111,7 @@ def run_ingest(params: IngestParams, *, here: bool = False) -> int:
     settings point at its fake vendor API, which the served process does not know)."""
     configure_prefect_env(get_settings().data_dir)
     api = stack_api_url()
-    if api:
+    if api and api != api_configured_in_process():  # Prefect's settings here name it already
         os.environ["PREFECT_API_URL"] = api
     from deployments.progress import chunk_progress
 
