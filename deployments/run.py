@@ -58,10 +58,8 @@ def format_load(load: Mapping[str, Any]) -> str:
 
 
 def stack_api_url() -> str | None:
-    """The Prefect API of the running stack: `PREFECT_API_URL` (in the environment, or in the
-    settings of a process that loaded Prefect already: a test harness, a program embedding the
-    CLI), else `<data_dir>/stack.json`."""
-    if url := os.environ.get("PREFECT_API_URL") or api_configured_in_process():
+    """The Prefect API of the running stack: `PREFECT_API_URL`, else `<data_dir>/stack.json`."""
+    if url := os.environ.get("PREFECT_API_URL"):
         if not http_ok(f"{url.rstrip('/')}/health", timeout_s=5):
             raise RunError(
                 f"PREFECT_API_URL={url} does not answer: start `biobridge up` (or that server), "
@@ -110,8 +108,11 @@ def run_ingest(params: IngestParams, *, here: bool = False) -> int:
     `here` runs it in this process even when `biobridge up` serves the deployment (the demo's
     settings point at its fake vendor API, which the served process does not know)."""
     configure_prefect_env(get_settings().data_dir)
-    api = stack_api_url()
-    if api and api != api_configured_in_process():  # Prefect's settings here name it already
+    # Under Prefect when a server is running, or when this process's Prefect settings name one
+    # already (a test harness, a program embedding the CLI); bare otherwise.
+    in_process = api_configured_in_process()
+    api = stack_api_url() or in_process
+    if api and api != in_process:
         os.environ["PREFECT_API_URL"] = api
     from deployments.progress import chunk_progress
 
