@@ -108,7 +108,7 @@ def first_done(
     if not in_flight:
         time.sleep(timeout or 0)
         return None
-    plain: list[Any] = [getattr(f, "wrapped_future", f) for f in in_flight]
+    plain = [_unwrapped(f) for f in in_flight]
     if all(isinstance(p, futures.Future) for p in plain):
         done, _ = futures.wait(plain, timeout=timeout, return_when=futures.FIRST_COMPLETED)
         return next((f for f, p in zip(in_flight, plain, strict=True) if p in done), None)
@@ -118,10 +118,17 @@ def first_done(
 
 
 def is_finished(future: StepFuture[Any]) -> bool:
-    """Whether `future` has finished (succeeded or failed), without waiting."""
-    if isinstance(future, futures.Future):
-        return future.done()
-    return bool(cast("Any", future).state.is_final())
+    """Whether `future` has finished (succeeded or failed), without waiting (nor asking the
+    Prefect API: a thread pool task's future is read from the future it wraps)."""
+    plain = _unwrapped(future)
+    if isinstance(plain, futures.Future):
+        return plain.done()
+    return bool(plain.state.is_final())
+
+
+def _unwrapped(future: StepFuture[Any]) -> Any:
+    """A plain future itself; a Prefect task future of the thread pool, the future it wraps."""
+    return getattr(future, "wrapped_future", future)
 
 
 def wait_for(in_flight: list[StepFuture[R]], *, timeout: float | None = None) -> None:
