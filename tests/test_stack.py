@@ -119,7 +119,7 @@ def prefect_servers(data_dir: str) -> set[int]:
 # Two stacks, a backfill and 6,000 files loaded: minutes on a loaded 2-core machine.
 @pytest.mark.timeout(900)
 def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     env = stack_env(tmp_path, pg_url)
     log = tmp_path / "up.log"
@@ -227,10 +227,27 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         assert "cancelled from the Prefect UI" in cancel_me.stderr.read()
         assert flow_run(api, cancel_id)["state"]["type"] == "CANCELLED"
 
+        # The test holds the upsert lock while the next two runs start, so that each has a batch
+        # in flight at the Ctrl-C whatever the loader's speed (a fast one had loaded the whole
+        # backlog before it, and the CLI run completed: seen in CI). Released after the Ctrl-C.
+        from tasks.load import UPSERT_LOCK
+
+        holder = connect(pg_url, autocommit=True)
+        request.addfinalizer(holder.close)  # closing it releases the lock if an assert fails
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock($1)", (UPSERT_LOCK,))
+            cur.fetchall()
+
+        def lock_waiters() -> int:
+            with connect(pg_url) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                row = cur.fetchone()
+                return int(row[0]) if row else 0
+
         created = post_json(
             f"{api}/deployments/{deployment['id']}/create_flow_run",
-            # Small batches as the CLI runs': with 100 it loaded what was left within a second,
-            # and the CLI run below found nothing and completed before the Ctrl-C (seen in CI).
             {"parameters": {"params": {"batch_files": 20, "workers": 1}}},
         )
         deadline = time.monotonic() + 120
@@ -244,13 +261,15 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         )  # fmt: skip
         assert cli_run.stdout is not None and cli_run.stderr is not None
         cli_run_id = cli_run.stdout.readline().split("/runs/flow-run/")[1].split()[0]
-        while flow_run(api, cli_run_id)["state"]["type"] != "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
-        time.sleep(1)  # some batches committed, more to come
+        while lock_waiters() < 2:  # both runs hold a claimed batch, waiting for the lock
+            assert cli_run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
 
         os.killpg(up.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         stopping = time.monotonic()
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock($1)", (UPSERT_LOCK,))
+            cur.fetchall()
         up.wait(timeout=10)  # issue 12: the shell is back in under 10 s
         print(f"Ctrl-C: up exited after {time.monotonic() - stopping:.1f}s")
         tail = log.read_text()
