@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -364,6 +365,17 @@ def _insert_absent(conn: Connection, *, plain: bool) -> int:
         return int(cur.rowcount)
 
 
+@contextmanager
+def index_probes(cur: Cursor) -> Iterator[None]:
+    """Within the block, joins probe an index row by row instead of hashing or sorting a whole
+    table: right when a batch joins its few thousand staged rows with a table of millions."""
+    cur.execute("SET LOCAL enable_hashjoin = off")
+    cur.execute("SET LOCAL enable_mergejoin = off")
+    yield
+    cur.execute("RESET enable_hashjoin")
+    cur.execute("RESET enable_mergejoin")
+
+
 def _staged_counts(cur: Cursor) -> dict[tuple[str, str], int]:
     cur.execute(_STAGED_COUNTS)
     return {(str(v), str(m)): int(n) for v, m, n in cur.fetchall()}
@@ -388,12 +400,8 @@ def _write_conflicts(
             changes[key].samples.extend(samples or [])
         in_diff[key] += int(n)
     if in_diff:  # an identical reload writes nothing (and needs no join with the table)
-        # Probe the table's index per changed row, as above, never hash the whole table.
-        cur.execute("SET LOCAL enable_hashjoin = off")
-        cur.execute("SET LOCAL enable_mergejoin = off")
-        cur.execute(_UPDATE)
-        cur.execute("RESET enable_hashjoin")
-        cur.execute("RESET enable_mergejoin")
+        with index_probes(cur):  # per changed row, as above: never hash the whole table
+            cur.execute(_UPDATE)
     for key, n in staged.items():
         # Neither inserted nor in the diff: identical to the row held, or a later delivery's.
         changes[key].unchanged += n - inserted.get(key, 0) - in_diff[key]
@@ -441,7 +449,11 @@ def write_batch(
     add_changes(counts, changes)
     with conn.cursor() as cur:
         cur.execute(_QUARANTINE)
-        cur.execute(_LEDGER, (load_id,))
+        # The planner hashes the whole ledger once the batch has a few hundred files (23 ms of a
+        # 68 ms update at 100k ledger rows, and growing with the ledger); probing its primary key
+        # per file is 40% cheaper there and stays flat.
+        with index_probes(cur):
+            cur.execute(_LEDGER, (load_id,))
         cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
     return changes
 
