@@ -15,6 +15,7 @@ the last run stopped; every object is recorded within one pass, whatever its key
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -126,7 +127,11 @@ def discover(
                 return found
         if window is None:
             advance_cursor(conn, vendor, now - settle)
-            if not stop():
+            if cursor is None:
+                # That listing was the vendor's whole prefix, in key order: a complete sweep
+                # pass already (a first run over a large backlog need not list it again).
+                _record_full_pass(conn, vendor, started=now)
+            elif not stop():
                 new += sweep(conn, store, vendor, keys=sweep_keys, now=now)
         found[vendor] = new
     return found
@@ -140,15 +145,9 @@ def sweep(conn: Connection, store: ObjectStore, vendor: str, *, keys: int, now: 
     started, and every object landed before it is in the ledger. One run sweeps a vendor at a
     time (a Postgres advisory lock; another run skips it), so passes never interleave.
     """
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_try_advisory_lock($1::int, hashtext($2::text))", (SWEEP_LOCK_CLASS, vendor)
-        )
-        (locked,) = one_row(cur)
-    conn.commit()
-    if not locked:
-        return 0
-    try:
+    with _sweep_lock(conn, vendor) as locked:
+        if not locked:
+            return 0
         after, started = _sweep_position(conn, vendor)
         started = started or now
         listed = islice(store.list_keys(f"{RAW_PREFIX}{vendor}/", start_after=after), keys)
@@ -162,13 +161,36 @@ def sweep(conn: Connection, store: ObjectStore, vendor: str, *, keys: int, now: 
         else:
             _save_sweep(conn, vendor, after=after, started=started, swept_through=None)
         return new
+
+
+def _record_full_pass(conn: Connection, vendor: str, *, started: datetime) -> None:
+    """Record a listing of `vendor`'s whole prefix that began at `started` as a complete pass
+    (unless a sweep holds the vendor: it completes its own)."""
+    with _sweep_lock(conn, vendor) as locked:
+        if locked:
+            _save_sweep(conn, vendor, after=None, started=None, swept_through=started)
+
+
+@contextmanager
+def _sweep_lock(conn: Connection, vendor: str) -> Iterator[bool]:
+    """Whether this session took `vendor`'s sweep lock (held until the block ends)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_try_advisory_lock($1::int, hashtext($2::text))", (SWEEP_LOCK_CLASS, vendor)
+        )
+        (locked,) = one_row(cur)
+    conn.commit()
+    try:
+        yield bool(locked)
     finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_advisory_unlock($1::int, hashtext($2::text))", (SWEEP_LOCK_CLASS, vendor)
-            )
-            cur.fetchall()
-        conn.commit()
+        if locked:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_advisory_unlock($1::int, hashtext($2::text))",
+                    (SWEEP_LOCK_CLASS, vendor),
+                )
+                cur.fetchall()
+            conn.commit()
 
 
 def _sweep_position(conn: Connection, vendor: str) -> tuple[str | None, datetime | None]:
