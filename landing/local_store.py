@@ -40,6 +40,20 @@ _SEG = r"[A-Za-z0-9_=+@,-][A-Za-z0-9._=+@,-]*"
 _KEY_RE = re.compile(rf"(?:{_SEG}/)*{_SEG}")
 
 
+def _read_file(path: str) -> bytes:
+    """The whole file, through the bare system calls: a file object (even an unbuffered one)
+    costs more than reading a small body (8 -> 5 us a file, measured on tmpfs; the ingest reads
+    two files an object)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = []
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 class LocalStore:
     """An ObjectStore over a folder; keys are relative paths with `/` separators.
 
@@ -175,18 +189,14 @@ class LocalStore:
     def get(self, key: str) -> tuple[bytes, ObjectMeta]:
         """The exact stored bytes and their metadata."""
         path = self._path_str(key)  # plain strings: the ingest reads every object (~2x faster)
-        # Unbuffered (a bare FileIO): a buffered reader costs more than reading a small body
-        # (open + read of body and sidecar: 23 us -> 15 us a file, measured on tmpfs).
         try:
-            with open(path, "rb", buffering=0) as f:
-                body = f.readall()
+            body = _read_file(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r} in {self.url}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {key!r} under {self.root}: {exc}") from exc
         try:
-            with open(path + META_SUFFIX, "rb", buffering=0) as f:
-                raw_meta = f.readall()
+            raw_meta = _read_file(path + META_SUFFIX)
         except OSError as exc:
             raise StoreError(f"object {key!r} in {self.url} has no readable metadata") from exc
         meta = ObjectMeta.from_json(raw_meta)
@@ -245,10 +255,8 @@ class LocalStore:
         return Path(self._path_str(key))
 
     def _path_str(self, key: str) -> str:
-        segments = key.split("/")
-        if key.endswith((META_SUFFIX, _TMP_SUFFIX)) or not all(
-            _SEGMENT_RE.match(s) for s in segments
-        ):
+        # One match of the whole key (not one per segment: a sixth of reading an object).
+        if key.endswith((META_SUFFIX, _TMP_SUFFIX)) or _KEY_RE.fullmatch(key) is None:
             raise StoreError(
                 f"invalid object key {key!r}: expected '/'-separated segments of "
                 f"[A-Za-z0-9._=+@,-] not starting with '.', not ending in {META_SUFFIX}"

@@ -112,6 +112,8 @@ class ObjectMeta:
         d["received_at"] = datetime.fromisoformat(d["received_at"])
         # Fields added later have defaults (older objects load); fields this version does not
         # know yet are ignored (a newer receiver's objects load in an older pipeline).
+        if d.keys() <= _FIELDS:  # the usual case, without a filtered copy (the ingest's hot path)
+            return cls(**d)
         return cls(**{k: v for k, v in d.items() if k in _FIELDS})
 
 
