@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv
 
 from deployments.allocators import tune_allocators
@@ -344,22 +345,35 @@ def run_child(args: argparse.Namespace, work: Path, db_url: str) -> dict[str, An
         f"--runner={args.runner}",
     ]
     with ExitStack() as stack:
-        env = None
+        env, api = None, None
         if args.separate_api:
-            env = separate_api_env(stack, work)
+            env, api = separate_api_env(stack, work)
+        api_cpu = _cpu_seconds(api)
         started = time.perf_counter()
         with log.open("wb") as out:
             done = subprocess.run(
                 command, stdout=out, stderr=subprocess.STDOUT, check=False, env=env
             )
         child_seconds = time.perf_counter() - started
+        api_cpu = _cpu_seconds(api) - api_cpu
     if done.returncode != 0 or not result.exists():
         tail = log.read_text(errors="replace")[-4000:]
         raise RuntimeError(f"the ingest child failed (exit {done.returncode}); log tail:\n{tail}")
-    return {**json.loads(result.read_text()), "child_seconds": child_seconds}
+    measured = {**json.loads(result.read_text()), "child_seconds": child_seconds}
+    return measured | ({"api_cpu_s": round(api_cpu, 2)} if api is not None else {})
 
 
-def separate_api_env(stack: ExitStack, work: Path) -> dict[str, str]:
+def _cpu_seconds(proc: subprocess.Popen[bytes] | None) -> float:
+    """CPU seconds `proc` has used so far (0 without one)."""
+    if proc is None:
+        return 0.0
+    times = psutil.Process(proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def separate_api_env(
+    stack: ExitStack, work: Path
+) -> tuple[dict[str, str], subprocess.Popen[bytes]]:
     """`--separate-api`: a Prefect API in its own process (as `biobridge up`'s server is), so the
     flow process does not import Prefect's server (its ephemeral API does: ~70 MiB more RSS)."""
     from deployments.prefect_env import configure_prefect_env
@@ -378,7 +392,7 @@ def separate_api_env(stack: ExitStack, work: Path) -> dict[str, str]:
     stack.callback(proc.terminate)
     url = f"http://127.0.0.1:{port}/api"
     wait_http_ok(f"{url}/health", timeout_s=120, what="the Prefect API", proc=proc)
-    return os.environ | {"PREFECT_API_URL": url}
+    return os.environ | {"PREFECT_API_URL": url}, proc
 
 
 def create_database(server_url: str) -> str:
@@ -582,7 +596,8 @@ def report(
         "ratio_binary": round(binary.seconds / seconds, 3),
         "peak_rss_mib": round(child["rss_peak_kib"] / mib),
     }
-    print("\nRESULT " + json.dumps(summary))
+    print(api_line(child))
+    print("\nRESULT " + json.dumps(summary | api_cpu(child)))
 
 
 def report_memory(
@@ -606,7 +621,19 @@ def report_memory(
         "peak_rss_mib": round(child["rss_peak_kib"] / 1024),
         "rss_before_flow_mib": round(child["rss_before_kib"] / 1024),
     }
-    print("\nRESULT " + json.dumps(summary))
+    print(api_line(child))
+    print("\nRESULT " + json.dumps(summary | api_cpu(child)))
+
+
+def api_cpu(child: dict[str, Any]) -> dict[str, float]:
+    """The separate Prefect API's CPU seconds during the run, when there was one."""
+    return {"api_cpu_s": child["api_cpu_s"]} if "api_cpu_s" in child else {}
+
+
+def api_line(child: dict[str, Any]) -> str:
+    if "api_cpu_s" not in child:
+        return ""
+    return f"the separate Prefect API process used {child['api_cpu_s']:.2f} CPU s meanwhile"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
