@@ -35,7 +35,6 @@ from landing.store import (
 
 META_SUFFIX = ".meta.json"
 _TMP_SUFFIX = ".tmp"
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_=+@,-][A-Za-z0-9._=+@,-]*$")
 _SEG = r"[A-Za-z0-9_=+@,-][A-Za-z0-9._=+@,-]*"
 _KEY_RE = re.compile(rf"(?:{_SEG}/)*{_SEG}")
 
@@ -212,7 +211,7 @@ class LocalStore:
     def list_keys(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         """Keys under `prefix` in lexical order, streamed; sidecars and temp files are skipped."""
         base, _, _ = prefix.rpartition("/")
-        if base and not all(_SEGMENT_RE.match(s) for s in base.split("/")):
+        if base and _KEY_RE.fullmatch(base) is None:
             return  # no stored key can have this prefix (and it must not leave the root)
         start_dir = self.root / base if base else self.root
         rel = f"{base}/" if base else ""
