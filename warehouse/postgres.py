@@ -81,8 +81,9 @@ def connect(url: Dsn, *, autocommit: bool = False) -> Connection:
     try:
         shared = _database(raw)
         # The dbapi connection takes its own reference to `shared` and drops it on close.
-        session = adbc_driver_manager.AdbcConnection(shared._db)
-        return Connection(shared, session, autocommit=autocommit)
+        with _SESSIONS_LOCK:
+            session = adbc_driver_manager.AdbcConnection(shared._db)
+        return _Session(shared, session, autocommit=autocommit)
     except adbc_driver_manager.Error as exc:
         error = TransientDatabaseError if is_transient(exc) else PermanentDatabaseError
         reason = _redact(str(exc), raw)  # libpq names host and port; never let it quote a secret
@@ -92,6 +93,20 @@ def connect(url: Dsn, *, autocommit: bool = False) -> Connection:
 
 _DATABASES: dict[tuple[int, str], _SharedDatabase] = {}
 _DATABASES_LOCK = threading.Lock()
+
+_SESSIONS_LOCK = threading.RLock()  # re-entrant: a collected connection may close inside it
+"""Held while a connection of a shared database opens or closes. The driver (1.13) counts a
+database's open connections in a plain `int32_t`, changed without the GIL: two threads opening
+and closing at once can lose a count, and a later close then fails with "[libpq] Open connection
+count underflowed" (seen once: a 100k-file ingest that had loaded everything exited 1)."""
+
+
+class _Session(Connection):
+    """A connection of a shared database: closes under `_SESSIONS_LOCK`."""
+
+    def close(self) -> None:
+        with _SESSIONS_LOCK:
+            super().close()
 
 
 def _database(raw: str) -> _SharedDatabase:
