@@ -234,7 +234,6 @@ _SQL_LABELS = (
     ("SELECT current_setting('biobridge.plain", "write: insert absent keys (plain INSERT first)"),
     ("INSERT INTO biobridge.open_batches", "claim: open batch record"),
     ("SELECT k, count(*)", "claim: failed attempts"),
-    ("ANALYZE", "stage: ANALYZE temp tables"),
     ("SELECT pg_advisory_xact_lock", "apply: wait for the upsert lock"),
     ("UPDATE biobridge.landed_files AS f", "write: ledger update"),
     ("INSERT INTO biobridge.quarantine", "write: quarantine insert"),

@@ -253,9 +253,8 @@ def stage_batch(
             ("bb_file_results", file_results, FILE_RESULT),
         ):
             cur.adbc_ingest(name, table.cast(schema), mode="replace", temporary=True)
-        # Statistics for the temp table, so the ledger update probes the ledger's primary key
-        # instead of scanning the whole (growing) ledger once per batch.
-        cur.execute("ANALYZE pg_temp.bb_file_results")
+        # No ANALYZE: the statements joining these tables with large ones run in
+        # `index_probes`, and an unanalyzed table's size is estimated from its pages.
 
 
 _KNOWN_MONTHS: set[tuple[str, str]] = set()
