@@ -29,7 +29,7 @@ from tasks.runtime import database_url
 from tasks.settings import get_pipeline_settings
 from tasks.steps import IngestTasks
 from warehouse.ledger import load_liveness
-from warehouse.postgres import connect
+from warehouse.postgres import connect, keeping_sessions
 from warehouse.quarantine import oldest_pending, quarantined_files
 
 
@@ -51,6 +51,11 @@ def gc_frozen() -> Iterator[None]:
 def run_body(steps: IngestTasks, params: IngestParams) -> tuple[LoadRecord, RunFindings]:
     """Run the ingest with `steps`; the load record as Postgres has it and what is worth a
     warning. A stop signal ends the load record as stopped and is raised again."""
+    with keeping_sessions():
+        return _run_body(steps, params)
+
+
+def _run_body(steps: IngestTasks, params: IngestParams) -> tuple[LoadRecord, RunFindings]:
     steps.migrate_database()
     # While this connection holds the load's liveness lock (taken before the record exists), no
     # other run takes the load for abandoned; if this process dies, the next run marks it failed.

@@ -37,7 +37,7 @@ from tasks.vendor_settings import VendorApiSettings
 from warehouse import ledger
 from warehouse.migrate import apply_migrations
 from warehouse.notifications import record_fetch_counts
-from warehouse.postgres import connect
+from warehouse.postgres import connect, session
 from warehouse.replay import ReplayRun, open_run, run_progress
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ def fetch_notifications(*, load_id: int, vendors: Sequence[str]) -> FetchCounts:
 
 def load_batch(*, load_id: int, spec: BatchSpec) -> LoadCounts | None:
     """Claim up to spec.limit pending files and load them in one transaction."""
-    with connect(database_url()) as conn:
+    with session(database_url()) as conn:
         counts = process_batch(
             conn, landing_store(), load_id=load_id, spec=spec, url=database_url()
         )

@@ -327,9 +327,9 @@ def open_batch(url: Dsn, *, load_id: int, keys: Sequence[str]) -> int:
     If the process dies before the batch commits (which deletes this row: `close_batch`), the
     row stays and counts as one failed attempt of each of its files.
     """
-    from warehouse.postgres import connect
+    from warehouse.postgres import session
 
-    with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+    with session(url, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO biobridge.open_batches (load_id, object_keys) VALUES ($1, $2::text[]) "
             "RETURNING batch_id",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -126,6 +127,81 @@ def _database(raw: str) -> _SharedDatabase:
             shared = _SharedDatabase(adbc_driver_postgresql.connect(raw))
             _DATABASES[key] = shared
         return shared
+
+
+_IDLE: dict[tuple[int, str, bool], list[Connection]] = {}
+_KEEPERS = 0
+_IDLE_LOCK = threading.Lock()
+MAX_IDLE = 4
+"""Idle connections kept per URL while a run keeps sessions (a run's worker slots and their
+batch records need about one each)."""
+
+
+@contextmanager
+def keeping_sessions() -> Iterator[None]:
+    """Within the block (an ingest run), `session` hands finished connections to the next
+    batch instead of closing them: a server session costs ~3 ms of the process and more of the
+    server (a backend forked, its catalogue caches filled again, torn down), twice per batch.
+    At the end of the outermost block every kept connection is closed, so nothing outlives the
+    run (a test or a benchmark can drop its database right after)."""
+    global _KEEPERS
+    with _IDLE_LOCK:
+        _KEEPERS += 1
+    try:
+        yield
+    finally:
+        with _IDLE_LOCK:
+            _KEEPERS -= 1
+            closing = [c for idle in _IDLE.values() for c in idle] if _KEEPERS == 0 else []
+            if _KEEPERS == 0:
+                _IDLE.clear()
+        for conn in closing:
+            _close_quietly(conn)
+
+
+@contextmanager
+def session(url: Dsn, *, autocommit: bool = False) -> Iterator[Connection]:
+    """A connection for one unit of work, reused from an earlier one within `keeping_sessions`.
+
+    The caller commits or rolls back as with `connect`; what it leaves open is rolled back when
+    the block ends. A block that raises closes its connection and every idle one of the URL (a
+    lost connection usually means a restarted server: the idle ones are as dead); outside
+    `keeping_sessions` this is `connect` and close.
+    """
+    raw = _reveal(url)
+    key = (os.getpid(), raw, autocommit)
+    with _IDLE_LOCK:
+        idle = _IDLE.get(key)
+        conn = idle.pop() if idle else None
+    if conn is None:
+        conn = connect(url, autocommit=autocommit)
+    try:
+        yield conn
+    except BaseException:
+        with _IDLE_LOCK:
+            dead = _IDLE.pop(key, [])
+        for other in [conn, *dead]:
+            _close_quietly(other)
+        raise
+    if not autocommit:
+        try:
+            conn.rollback()  # nothing is left open for the next user (a no-op after a commit)
+        except adbc_driver_manager.Error:
+            _close_quietly(conn)  # the work is done; only this connection is not kept
+            return
+    with _IDLE_LOCK:
+        idle = _IDLE.setdefault(key, [])
+        if _KEEPERS and len(idle) < MAX_IDLE:
+            idle.append(conn)
+            return
+    _close_quietly(conn)
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except adbc_driver_manager.Error:
+        pass  # a dead connection: closing it frees what the driver holds, nothing to report
 
 
 def url_problem(raw: str) -> str | None:
