@@ -64,23 +64,21 @@ def preview_replay(
         ):
             files = fetch_within_budget(
                 store,
-                [c.key for c in claimed],
+                claimed.keys,
                 max_bytes=spec.max_bytes,
                 alone_bytes=spec.alone_bytes,
             )
-            order = {c.key: c.delivery_seq for c in claimed}
-            plan = plan_batch(files, load_id=load_id, delivery_order=order)
+            plan = plan_batch(files, load_id=load_id, delivery_order=claimed.order)
             ensure_partitions(url, plan.stage)  # empty month partitions: kept, harmless
             stage_batch(
                 conn, stage=plan.stage, quarantine=plan.quarantine, file_results=plan.file_results
             )
             plan.counts.rows_staged = plan.stage.num_rows
-            before = {c.key for c in claimed if c.loaded_before}
             written = write_batch(
                 conn,
                 load_id=load_id,
                 counts=plan.counts,
-                reloaded=[f.key for f in files if f.key in before],
+                reloaded=[f.key for f in files if f.key in claimed.loaded_before],
                 by_metric=True,
             )
             for metric, change in written.items():
