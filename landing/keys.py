@@ -24,8 +24,8 @@ EXTENSIONS: tuple[str, ...] = ("json", "form")
 _VENDOR_SET = frozenset(VENDORS)
 
 _KEY_RE = re.compile(
-    r"^raw/(?P<vendor>[a-z_]+)/dt=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
-    r"(?P<stamp>\d{8}T\d{12}Z)-(?P<rand>[0-9a-f]{16})\.(?P<ext>json|form)$"
+    r"raw/(?P<vendor>[a-z_]+)/dt=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/hour=(?P<hour>[0-9]{2})/"
+    r"(?P<stamp>[0-9]{8}T[0-9]{12}Z)-(?P<rand>[0-9a-f]{16})\.(?P<ext>json|form)"
 )
 
 
@@ -61,7 +61,7 @@ def key_at(vendor: str, at: str, rand: str, *, ext: str = "json") -> str:
 
 def parse_key(key: str) -> KeyParts:
     """Split a landed key into its parts; ValueError names the key when it is not one of ours."""
-    m = _KEY_RE.match(key)
+    m = _KEY_RE.fullmatch(key)  # `$` would let a trailing newline through; ASCII digits only
     if m is None or m["vendor"] not in VENDORS:
         raise ValueError(f"not a landed object key: {key!r}")
     received_at = datetime.strptime(m["stamp"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
