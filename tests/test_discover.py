@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from landing.keys import parse_key
 from landing.store import ObjectMeta, ObjectStore, open_store
 from tasks.discover import SETTLE, discover, get_cursor, listing_plan
 from tests.helpers import land as land_body
+from warehouse.ledger import parse_discovered
 from warehouse.postgres import connect
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -104,3 +106,32 @@ def test_a_stopped_discovery_keeps_what_it_recorded_and_leaves_the_cursor(
         with conn.cursor() as cur:
             cur.execute("SELECT object_key FROM biobridge.landed_files ORDER BY 1")
             assert [k for (k,) in cur.fetchall()] == sorted(keys)
+
+
+def test_keys_are_parsed_in_bulk_exactly_as_one_by_one() -> None:
+    good = "raw/oura/dt=2026-12-03/hour=06/20261203T064512123456Z-0123456789abcdef.json"
+    form = "raw/withings/dt=2026-12-03/hour=06/20261203T064512000001Z-fedcba9876543210.form"
+    keys = [
+        good,
+        form,
+        good.replace("20261203T", "20261303T"),  # month 13
+        good.replace("T064512", "T066012"),  # second 60
+        good.replace("raw/oura/", "raw/acme/"),  # not a vendor of ours
+        good + "\n",  # a trailing newline (`$` of a regex lets it through)
+        good.replace("2026", "\u0662\u0660\u0662\u0666", 1),  # non-ASCII digits
+        "raw/oura/notes.txt",
+        "",
+    ]
+
+    table, strays = parse_discovered(keys)
+
+    assert table.column("object_key").to_pylist() == [good, form]
+    assert table.column("vendor").to_pylist() == ["oura", "withings"]
+    assert table.column("received_at").to_pylist() == [
+        parse_key(good).received_at,
+        parse_key(form).received_at,
+    ]
+    assert strays == keys[2:]
+    for key in strays:
+        with pytest.raises(ValueError, match=r"not a landed object key|does not match|must be"):
+            parse_key(key)
