@@ -238,7 +238,7 @@ _SQL_LABELS = (
     ("UPDATE biobridge.landed_files AS f", "write: ledger update"),
     ("INSERT INTO biobridge.quarantine", "write: quarantine insert"),
     ("UPDATE biobridge.loads SET files_read", "write: load counts"),
-    ("SELECT object_key, vendor, received_at", "claim: SELECT ... FOR UPDATE SKIP LOCKED"),
+    ("SELECT object_key, delivery_seq", "claim: SELECT ... FOR UPDATE SKIP LOCKED"),
     ("INSERT INTO biobridge.landed_files", "discover: ledger insert"),
 )
 
