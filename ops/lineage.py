@@ -26,6 +26,12 @@ ROW_FIELDS = (
 """What an object's answer lists of each of its rows (a row's own answer has every column but
 `raw_data`, so columns added later show up)."""
 
+_ROWS_OF_FILE = (
+    "delivery_seq = (SELECT delivery_seq FROM biobridge.landed_files WHERE object_key = $1) "
+    "AND source_key = $1"
+)
+"""The rows of file $1: found by its delivery number (indexed, migration 0013), then its key."""
+
 
 class LineageError(LookupError):
     """Nothing matches what was asked; the message says what to ask instead."""
@@ -164,13 +170,13 @@ def object_lineage(
             "`biobridge ingest` if it landed after the last run"
         )
     with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM public.biometric_events WHERE source_key = $1", (key,))
+        cur.execute(f"SELECT count(*) FROM public.biometric_events WHERE {_ROWS_OF_FILE}", (key,))  # noqa: S608 - fixed text
         (total,) = cur.fetchone() or (0,)
     conn.commit()
     rows = _json_rows(
         conn,
         f"SELECT to_jsonb(e)::text FROM (SELECT {ROW_FIELDS} FROM public.biometric_events "  # noqa: S608 - fixed columns
-        "WHERE source_key = $1 ORDER BY record_index, metric_type, id LIMIT $2) AS e",
+        f"WHERE {_ROWS_OF_FILE} ORDER BY record_index, metric_type, id LIMIT $2) AS e",
         (key, limit),
     )
     quarantine = _json_rows(

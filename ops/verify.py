@@ -88,7 +88,8 @@ ORDER BY f.object_key
 _ROW_LINEAGE = """
 SELECT
     CASE WHEN f.object_key IS NULL THEN 'orphan_row'
-         WHEN f.state IN ('quarantined', 'deferred') THEN 'row_of_unloaded_file' END,
+         WHEN f.state IN ('quarantined', 'deferred') THEN 'row_of_unloaded_file'
+         WHEN e.delivery_seq IS DISTINCT FROM f.delivery_seq THEN 'delivery_mismatch' END,
     e.load_id IS NULL OR l.load_id IS NULL,
     e.source_key, e.load_id, f.state, count(*), min(e.id)
 FROM public.biometric_events AS e
@@ -99,6 +100,7 @@ WHERE e.source_key IS NOT NULL
        OR ($4 AND e.received_at IS NULL))
   AND ($5 OR split_part(e.source_key, '/', 2) = ANY($1::text[]))
   AND (f.object_key IS NULL OR f.state IN ('quarantined', 'deferred')
+       OR e.delivery_seq IS DISTINCT FROM f.delivery_seq
        OR e.load_id IS NULL OR l.load_id IS NULL)
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 3, 4
@@ -422,6 +424,15 @@ def _check_row_lineage(
                 "row_of_unloaded_file",
                 key,
                 f"{example}: the ledger says this file is {state}, so no row should name it",
+            )
+        elif lineage == "delivery_mismatch":
+            report.rows_without_lineage += count
+            report.add(
+                "delivery_mismatch",
+                key,
+                f"{example}: its delivery_seq is not its file's (biobridge.landed_files), so "
+                "lineage, replays and deletions, which find a file's rows by that number, miss "
+                "it; written by something other than a load: set it from the ledger",
             )
         if no_load:
             report.rows_without_load += count

@@ -55,8 +55,10 @@ FROM c GROUP BY source_key, outcome
 # Rows a replay removed (its delivery no longer produces them) are not rows of the file any more.
 _REVERSE = f"""
 SELECT e.source_key, count(*), min(e.id)
-FROM public.biometric_events AS e
-JOIN pg_temp.bb_verify_files AS f ON f.object_key = e.source_key
+FROM pg_temp.bb_verify_files AS f
+JOIN biobridge.landed_files AS l USING (object_key)
+-- A file's rows, by its delivery number (migration 0013), then by its key.
+JOIN public.biometric_events AS e ON e.delivery_seq = l.delivery_seq AND e.source_key = f.object_key
 LEFT JOIN pg_temp.bb_verify_stage AS s USING (user_id, device_type, metric_type, "timestamp")
 WHERE (s.source_key IS NULL OR s.delivery_seq < coalesce(e.delivery_seq, -1))
   AND coalesce(e.deleted_by, '') NOT LIKE '{REDERIVE_MARK}%'

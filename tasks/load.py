@@ -178,8 +178,9 @@ _REMOVE = f"""
 WITH removed AS (
     UPDATE public.biometric_events AS t
     SET deleted_at = now(), deleted_by = '{REDERIVE_MARK}load ' || $1::bigint
-    FROM unnest($2::text[]) AS r (object_key)
-    WHERE t.source_key = r.object_key AND t.deleted_at IS NULL
+    FROM biobridge.landed_files AS r  -- a file's rows, by its delivery number (migration 0013)
+    WHERE r.object_key = ANY($2::text[])
+      AND t.delivery_seq = r.delivery_seq AND t.source_key = r.object_key AND t.deleted_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM pg_temp.bb_stage AS s WHERE {_key_match("s", "t")})
     RETURNING t.device_type, t.metric_type, t.user_id, t."timestamp", t.value, t.unit,
         t.source_key

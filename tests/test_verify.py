@@ -115,6 +115,17 @@ def test_row_from_no_object_is_an_orphan(loaded: Pipeline) -> None:
     assert report.rows_without_lineage == 1
 
 
+def test_row_whose_delivery_is_not_its_files_is_named(loaded: Pipeline) -> None:
+    (key,) = execute(
+        loaded,
+        "UPDATE biometric_events SET delivery_seq = delivery_seq + 1000000 WHERE id = "
+        "(SELECT min(id) FROM biometric_events WHERE user_id = 'u_3') RETURNING source_key",
+    )[0]
+    report = run_verify(loaded)
+    assert kinds(report) == {"delivery_mismatch": {key}}
+    assert report.rows_without_lineage == 1
+
+
 def test_row_without_a_load_record_is_named(loaded: Pipeline) -> None:
     (key,) = execute(
         loaded,

@@ -126,9 +126,12 @@ def mark_rows_deleted(conn: Connection, *, vendor: str, record_ref: str, deleted
     """Soft-delete the rows loaded from documents fetched for `record_ref`; how many."""
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE public.biometric_events SET deleted_at = now(), deleted_by = $3 "
-            "WHERE deleted_at IS NULL AND source_key IN (SELECT object_key FROM "
-            "biobridge.fetched_documents WHERE vendor = $1 AND record_ref = $2) RETURNING 1",
+            # A file's rows, by its delivery number (migration 0013), then by its key.
+            "UPDATE public.biometric_events AS e SET deleted_at = now(), deleted_by = $3 "
+            "FROM biobridge.fetched_documents AS d "
+            "JOIN biobridge.landed_files AS f ON f.object_key = d.object_key "
+            "WHERE d.vendor = $1 AND d.record_ref = $2 AND e.deleted_at IS NULL "
+            "AND e.delivery_seq = f.delivery_seq AND e.source_key = f.object_key RETURNING 1",
             (vendor, record_ref, deleted_by),
         )
         return len(cur.fetchall())
