@@ -23,10 +23,12 @@ VENDORS: tuple[str, ...] = tuple(REGISTRY)
 EXTENSIONS: tuple[str, ...] = ("json", "form")
 _VENDOR_SET = frozenset(VENDORS)
 
-_KEY_RE = re.compile(
+KEY_PATTERN = (
     r"raw/(?P<vendor>[a-z_]+)/dt=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/hour=(?P<hour>[0-9]{2})/"
     r"(?P<stamp>[0-9]{8}T[0-9]{12}Z)-(?P<rand>[0-9a-f]{16})\.(?P<ext>json|form)"
 )
+"""A landed object's key, to be matched whole (Python's `re` and Rust's regex, as Polars uses)."""
+_KEY_RE = re.compile(KEY_PATTERN)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, cast
 import polars as pl
 import pyarrow as pa
 
-from landing.keys import VENDORS, parse_key
+from landing.keys import KEY_PATTERN, VENDORS, parse_key
 from schemas.loads import LoadRecord
 from warehouse.postgres import Connection, Dsn, is_transient, one_row, text_array
 
@@ -167,12 +167,6 @@ _DISCOVERED_FIELDS: list[pa.Field[Any]] = [
 ]
 _DISCOVERED = pa.schema(_DISCOVERED_FIELDS)
 
-# A landing key whose stamp is plain ASCII digits (landing.keys: every key our receiver writes).
-_PLAIN_KEY = (
-    r"^raw/([a-z_]+)/dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/hour=[0-9]{2}/"
-    r"([0-9]{8}T[0-9]{12})Z-[0-9a-f]{16}\.(?:json|form)$"
-)
-
 
 def parse_discovered(keys: Sequence[str]) -> tuple[pa.Table, list[str]]:
     """The `_DISCOVERED` rows of `keys` and the keys that are not landing keys.
@@ -183,13 +177,13 @@ def parse_discovered(keys: Sequence[str]) -> tuple[pa.Table, list[str]]:
     stamp is fixed-width (8 + 12 digits), so a valid one reads the same either way.
     """
     column = pl.Series("object_key", keys, dtype=pl.String)
-    parts = column.str.extract_groups(_PLAIN_KEY).struct.unnest()
+    parts = column.str.extract_groups(f"^{KEY_PATTERN}$").struct.unnest()
     frame = pl.DataFrame(
         {
             "object_key": column,
-            "vendor": parts["1"],
-            "received_at": parts["2"].str.strptime(
-                pl.Datetime("us", "UTC"), "%Y%m%dT%H%M%S%6f", strict=False
+            "vendor": parts["vendor"],
+            "received_at": parts["stamp"].str.strptime(
+                pl.Datetime("us", "UTC"), "%Y%m%dT%H%M%S%6fZ", strict=False
             ),
         }
     )

@@ -150,10 +150,11 @@ def keeping_sessions() -> Iterator[None]:
     try:
         yield
     finally:
+        closing: list[Connection] = []
         with _IDLE_LOCK:
             _KEEPERS -= 1
-            closing = [c for idle in _IDLE.values() for c in idle] if _KEEPERS == 0 else []
             if _KEEPERS == 0:
+                closing = [c for idle in _IDLE.values() for c in idle]
                 _IDLE.clear()
         for conn in closing:
             _close_quietly(conn)
