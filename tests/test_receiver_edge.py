@@ -250,3 +250,27 @@ def test_pipelined_requests_are_all_answered(
     answer = exchange(port_of(receiver[1]), [post * 3 + last])
     assert answer.count(b"HTTP/1.1 202 ") == 3
     assert answer.count(b"HTTP/1.1 200 ") == 1
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    receiver: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    """The response head is held until the body's first bytes (one send per response), but the
+    interim `100 Continue` is not: a client waiting for it before sending its body is served."""
+    head = (
+        b"POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n" % len(GENERIC)
+    )
+    with socket.create_connection(("127.0.0.1", port_of(receiver[1])), timeout=15) as sock:
+        sock.sendall(head)
+        interim = sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(GENERIC)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 202 Accepted"
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b'"status":"accepted"' in body
+    assert int(headers.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) == len(body)
