@@ -291,9 +291,13 @@ def _flatten_isolating_failures(
 
     A crash is a Biobridge bug, not the vendor's: the file is quarantined with the error so the
     rest of the batch (and every later run) still loads, and `replay` reloads it after a fix.
+    Running out of memory is no bug of the file's: it fails the batch like a killed run does, so
+    it counts as an attempt and a file that keeps failing alone is set aside (`claim_pending`).
     """
     try:
         return flatten_many(inputs)
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - isolated per file below, where it is reported
         log.warning(
             "flattening a batch failed (%s: %s); isolating the file", type(exc).__name__, exc
@@ -302,6 +306,8 @@ def _flatten_isolating_failures(
     for item in inputs:
         try:
             parts.append(flatten_many([item]))
+        except MemoryError:
+            raise
         except Exception as exc:  # noqa: BLE001 - becomes a quarantine row with the reason
             whole.append(
                 _WholeFile(

@@ -11,13 +11,13 @@ webhooks behind it load.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
+from deployments.allocators import ALLOCATOR_ENV
 from tests.faults.helpers import (
     ROOT,
     ROWS_PER_GENERIC_FILE,
@@ -33,9 +33,12 @@ pytestmark = pytest.mark.slow
 
 BIG_FILES = 3
 SMALL_FILES = 50
-# The child's address space after its imports is ~1.7 GiB (mostly reserved, not resident); a
-# batch of small webhooks needs little more, one ~15 MiB Garmin push about 1.5 GiB more.
-ADDRESS_SPACE_LIMIT = int(2.5 * 2**30)
+# The child limits its address space to what its imports left plus this margin (see load_child):
+# a batch of small webhooks needs little more, one ~15 MiB Garmin push about 1.5 GiB more. The
+# child runs with the allocator settings of the `biobridge` command, as production's loaders do
+# (without them its imports alone reserve 4x more, and whether a test that ran before had put
+# them in this process's environment decided whether the limit killed anything).
+ADDRESS_SPACE_MARGIN_MIB = 800
 MAX_RUNS = 3 * BIG_FILES + 2
 
 
@@ -58,10 +61,6 @@ def big_garmin_body(n: int) -> bytes:
     return orjson.dumps({"dailies": days})
 
 
-def limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
-
-
 def test_bodies_that_kill_every_run_are_set_aside_and_the_small_files_behind_them_load(
     pipeline: Pipeline,
 ) -> None:
@@ -82,18 +81,23 @@ def test_bodies_that_kill_every_run_are_set_aside_and_the_small_files_behind_the
     runs = []
     for _ in range(MAX_RUNS):
         child = subprocess.run(
-            [python(), "-m", "tests.faults.load_child", "--batch-files", "2000"],
-            env=child_env(BIOBRIDGE_DATABASE_URL=pipeline.db_url),
+            [
+                python(), "-m", "tests.faults.load_child", "--batch-files", "2000",
+                "--address-space-margin-mib", str(ADDRESS_SPACE_MARGIN_MIB),
+            ],
+            env=child_env(BIOBRIDGE_DATABASE_URL=pipeline.db_url, **ALLOCATOR_ENV),
             capture_output=True,
             timeout=120,
-            preexec_fn=limit_memory,
-        )
+        )  # fmt: skip
         runs.append(child.returncode)
         if child.returncode == 0:
             break
     print("exit codes of the runs:", runs)
     assert runs[-1] == 0, child.stderr.decode()[-3000:]
-    assert runs[0] != 0, "the limit no longer kills a run: the test proves nothing"
+    assert runs[0] != 0, (
+        "the limit no longer kills a run: the test proves nothing; the run printed "
+        + child.stdout.decode()[-2000:]
+    )
 
     states = dict(pipeline.query("SELECT object_key, state FROM biobridge.landed_files"))
     assert sorted(k for k, s in states.items() if s == "loaded") == sorted(
