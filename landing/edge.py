@@ -99,8 +99,9 @@ class _OneWrite:
     uvicorn writes the head and the body apart: two `send` calls per response, and on this VM a
     syscall costs more than the rest of a small response. The cycle's first write is its head
     (or `100 Continue`, which goes out at once); the head is held until the next write, `close`
-    or `write_eof`. Everything else is the connection's transport. (No reference back to the
-    cycle: a reference cycle per request would leave the work to the garbage collector.)
+    or `write_eof`. A HEAD response writes no body: its cycle keeps the plain transport.
+    Everything else is the connection's transport. (No reference back to the cycle: a reference
+    cycle per request would leave the work to the garbage collector.)
     """
 
     __slots__ = ("_head", "_started", "_transport")
@@ -255,7 +256,7 @@ class _EdgeProtocol(HttpToolsProtocol):
         else:
             super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None:
+        if cycle is not None and cycle.scope["method"] != "HEAD":
             cycle.transport = _OneWrite(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:

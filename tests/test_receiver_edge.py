@@ -274,3 +274,23 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert b'"status":"accepted"' in body
     assert int(headers.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) == len(body)
+
+
+def test_a_head_request_on_a_kept_alive_connection_gets_its_answer(
+    receiver: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    """A HEAD response has no body write to carry a held head: it is answered at once, also
+    when pipelined behind another HEAD, without waiting for the connection to close."""
+    with socket.create_connection(("127.0.0.1", port_of(receiver[1])), timeout=10) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        answer = b""
+        while answer.count(b"HTTP/1.1 200 ") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        assert answer.endswith(b"\r\n\r\n")  # heads only, and the connection stays open
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+        assert rest.startswith(b"HTTP/1.1 200 "), rest
