@@ -24,6 +24,7 @@ from schemas.staging import STAGED_ROW
 from tasks.batch import plan_batch
 from tasks.load import REDERIVE_MARK
 from tasks.read import LandedFile, fetch_objects
+from warehouse.file_rows import rows_of_file
 from warehouse.postgres import Connection
 
 STAGE_COLUMNS = [name for name in STAGED_ROW.names if name not in ("metadata", "load_id")]
@@ -57,8 +58,7 @@ _REVERSE = f"""
 SELECT e.source_key, count(*), min(e.id)
 FROM pg_temp.bb_verify_files AS f
 JOIN biobridge.landed_files AS l USING (object_key)
--- A file's rows, by its delivery number (migration 0013), then by its key.
-JOIN public.biometric_events AS e ON e.delivery_seq = l.delivery_seq AND e.source_key = f.object_key
+JOIN public.biometric_events AS e ON {rows_of_file("e", "l")}
 LEFT JOIN pg_temp.bb_verify_stage AS s USING (user_id, device_type, metric_type, "timestamp")
 WHERE (s.source_key IS NULL OR s.delivery_seq < coalesce(e.delivery_seq, -1))
   AND coalesce(e.deleted_by, '') NOT LIKE '{REDERIVE_MARK}%'

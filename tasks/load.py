@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
 from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
+from warehouse.file_rows import rows_of_file
 from warehouse.postgres import Connection, Dsn, connect, one_row, text_array
 
 UPSERT_LOCK = 0x62627570_73657274  # the bytes of "bbupsert": the advisory lock of the upsert
@@ -178,9 +179,8 @@ _REMOVE = f"""
 WITH removed AS (
     UPDATE public.biometric_events AS t
     SET deleted_at = now(), deleted_by = '{REDERIVE_MARK}load ' || $1::bigint
-    FROM biobridge.landed_files AS r  -- a file's rows, by its delivery number (migration 0013)
-    WHERE r.object_key = ANY($2::text[])
-      AND t.delivery_seq = r.delivery_seq AND t.source_key = r.object_key AND t.deleted_at IS NULL
+    FROM biobridge.landed_files AS r
+    WHERE r.object_key = ANY($2::text[]) AND {rows_of_file("t", "r")} AND t.deleted_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM pg_temp.bb_stage AS s WHERE {_key_match("s", "t")})
     RETURNING t.device_type, t.metric_type, t.user_id, t."timestamp", t.value, t.unit,
         t.source_key

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from warehouse.file_rows import rows_of_file
 from warehouse.postgres import Connection
 
 RETRYABLE = ("pending", "rate_limited", "retry_later")
@@ -122,18 +123,19 @@ def record_document(
         )
 
 
+_MARK_DELETED = f"""
+UPDATE public.biometric_events AS e SET deleted_at = now(), deleted_by = $3
+FROM biobridge.fetched_documents AS d
+JOIN biobridge.landed_files AS f ON f.object_key = d.object_key
+WHERE d.vendor = $1 AND d.record_ref = $2 AND e.deleted_at IS NULL AND {rows_of_file("e", "f")}
+RETURNING 1
+"""  # noqa: S608 - fixed text
+
+
 def mark_rows_deleted(conn: Connection, *, vendor: str, record_ref: str, deleted_by: str) -> int:
     """Soft-delete the rows loaded from documents fetched for `record_ref`; how many."""
     with conn.cursor() as cur:
-        cur.execute(
-            # A file's rows, by its delivery number (migration 0013), then by its key.
-            "UPDATE public.biometric_events AS e SET deleted_at = now(), deleted_by = $3 "
-            "FROM biobridge.fetched_documents AS d "
-            "JOIN biobridge.landed_files AS f ON f.object_key = d.object_key "
-            "WHERE d.vendor = $1 AND d.record_ref = $2 AND e.deleted_at IS NULL "
-            "AND e.delivery_seq = f.delivery_seq AND e.source_key = f.object_key RETURNING 1",
-            (vendor, record_ref, deleted_by),
-        )
+        cur.execute(_MARK_DELETED, (vendor, record_ref, deleted_by))
         return len(cur.fetchall())
 
 
