@@ -239,7 +239,8 @@ _SQL_LABELS = (
     ("INSERT INTO biobridge.quarantine", "write: quarantine insert"),
     ("UPDATE biobridge.loads SET files_read", "write: load counts"),
     ("SELECT object_key, delivery_seq", "claim: SELECT ... FOR UPDATE SKIP LOCKED"),
-    ("INSERT INTO biobridge.landed_files", "discover: ledger insert"),
+    ("WITH new AS (INSERT INTO biobridge.landed_files", "discover: ledger insert"),
+    ("DELETE FROM biobridge.pending_files", "write: dequeue settled files"),
 )
 
 

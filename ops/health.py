@@ -142,12 +142,12 @@ def _backlog(
     (aged by the store's clock: when it wrote them, whatever their receiver stamped)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FILTER (WHERE state = 'pending'), "
+            "SELECT (SELECT count(*) FROM biobridge.pending_files), "
             "count(*) FILTER (WHERE state = 'deferred') FROM biobridge.landed_files"
         )
         pending, deferred = one_row(cur)
         cur.execute(
-            "SELECT object_key, received_at FROM biobridge.landed_files WHERE state = 'pending' "
+            "SELECT object_key, received_at FROM biobridge.pending_files "
             "ORDER BY received_at, object_key LIMIT 1"
         )
         oldest = cur.fetchone()

@@ -65,7 +65,7 @@ def _metrics(conn: Connection) -> Iterator[Metric]:
 
     pending, oldest = _rows(
         conn,
-        "SELECT count(*), min(received_at) FROM biobridge.landed_files WHERE state = 'pending'",
+        "SELECT count(*), min(received_at) FROM biobridge.pending_files",
     )[0]
     backlog = GaugeMetricFamily("biobridge_backlog_files", "Files waiting to be loaded")
     backlog.add_metric([], int(pending))

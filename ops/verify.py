@@ -230,6 +230,7 @@ def verify(
         _check_row_lineage(conn, report, window, unbounded=unbounded, all_vendors=_all(vendors))
         _check_duplicates(conn, report)
         _check_quarantine(conn, report, window)
+        _check_queue(conn, report, window)
         _check_notifications(conn, report, window, late=now - settle - grace)
         _check_receiver_log(store, report, now=now, late=settle + grace)
     finally:
@@ -471,6 +472,31 @@ def _check_quarantine(conn: Connection, report: VerifyReport, window: tuple[Any,
             key,
             f"{what} but no open entry in biobridge.quarantine says why; replay it to record "
             "the reason: `biobridge ingest --mode replay`",
+        )
+
+
+# A pending file outside the queue would never be claimed: pending in name only (migration 0014).
+_UNQUEUED = f"""
+SELECT f.object_key, f.state, p.object_key IS NOT NULL FROM biobridge.landed_files AS f
+LEFT JOIN biobridge.pending_files AS p USING (object_key)
+WHERE {_WINDOW} AND (f.state = 'pending') IS DISTINCT FROM (p.object_key IS NOT NULL)
+ORDER BY f.object_key
+"""  # noqa: S608 - fixed text
+
+
+def _check_queue(conn: Connection, report: VerifyReport, window: tuple[Any, ...]) -> None:
+    with conn.cursor() as cur:
+        cur.execute(_UNQUEUED, window)
+        rows = cur.fetchall()
+    for key, state, queued in rows:
+        report.add(
+            "queue_mismatch",
+            key,
+            f"{state} in the ledger but queued in biobridge.pending_files: the next run loads "
+            "it again (a replay, counted as such)"
+            if queued
+            else "pending in the ledger but not in biobridge.pending_files: no run will claim "
+            "it; mark it quarantined and replay it (`biobridge ingest --mode replay`)",
         )
 
 

@@ -117,12 +117,16 @@ BEGIN
 END
 $$;
 
--- The one exception: a batch's in-flight marker (biobridge.open_batches, migration 0006) is
--- deleted by the loader in the transaction that commits the batch; it holds no data.
+-- The exceptions hold no data: a batch's in-flight marker (biobridge.open_batches, migration
+-- 0006) and the queue entries of the files it settles (biobridge.pending_files, migration 0014)
+-- are deleted by the loader in the transaction that commits the batch.
 DO $$
 BEGIN
     IF to_regclass('biobridge.open_batches') IS NOT NULL THEN
         GRANT DELETE ON biobridge.open_batches TO biobridge_loader;
+    END IF;
+    IF to_regclass('biobridge.pending_files') IS NOT NULL THEN
+        GRANT DELETE ON biobridge.pending_files TO biobridge_loader;
     END IF;
 END
 $$;

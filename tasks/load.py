@@ -11,8 +11,9 @@ set-based statements move them into `biometric_events` (docs/ordering.md has the
 - a row whose content does not change is not written, so loading the same file twice with the
   same code changes nothing and counts as unchanged.
 
-The ledger rows of the batch were locked when they were claimed; they change state in the same
-transaction, so a crash at any point leaves every file either fully loaded or still pending.
+The batch's files were locked when they were claimed (their rows in the queue of pending files);
+their ledger rows change state and their queue rows go in the same transaction, so a crash at
+any point leaves every file either fully loaded or still pending.
 """
 
 from __future__ import annotations
@@ -208,6 +209,12 @@ SET state = r.state, load_id = $1, loaded_at = now(), rows_loaded = r.rows_loade
     delivery_id = r.delivery_id, note = r.note, attempts = f.attempts + 1, last_error = NULL
 FROM pg_temp.bb_file_results AS r
 WHERE f.object_key = r.object_key
+"""
+
+# The batch's files are settled: they leave the queue of pending files (migration 0014).
+_DEQUEUE = """
+DELETE FROM biobridge.pending_files AS p USING pg_temp.bb_file_results AS r
+WHERE p.object_key = r.object_key
 """
 
 _LOAD_COUNTS = "UPDATE biobridge.loads SET {} WHERE load_id = $1".format(  # noqa: S608
@@ -454,6 +461,7 @@ def write_batch(
         # per file is 40% cheaper there and stays flat.
         with index_probes(cur):
             cur.execute(_LEDGER, (load_id,))
+            cur.execute(_DEQUEUE)
         cur.execute(_LOAD_COUNTS, (load_id, *counts.totals()))
     return changes
 

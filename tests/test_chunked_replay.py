@@ -67,6 +67,7 @@ def test_chunked_backfill_shows_progress_and_leaves_files_a_running_ingest_holds
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.replay import PROGRESS_KEY
+    from warehouse.ledger import record_discovered
     from warehouse.postgres import connect
 
     end = START + timedelta(days=3)
@@ -82,14 +83,9 @@ def test_chunked_backfill_shows_progress_and_leaves_files_a_running_ingest_holds
     ]
     held = keys[2]  # a file a running ingest has claimed: in the ledger, pending, row-locked
     with connect(pipeline.db_url) as ingest_conn, ingest_conn.cursor() as cur:
+        assert record_discovered(ingest_conn, [held]) == 1
         cur.execute(
-            "INSERT INTO biobridge.landed_files (object_key, vendor, received_at) "
-            "VALUES ($1, 'oura', $2)",
-            (held, START + timedelta(days=1, hours=3)),
-        )
-        ingest_conn.commit()
-        cur.execute(
-            "SELECT 1 FROM biobridge.landed_files WHERE object_key = $1 FOR UPDATE", (held,)
+            "SELECT 1 FROM biobridge.pending_files WHERE object_key = $1 FOR UPDATE", (held,)
         )
         cur.fetchall()
         state = pipeline.ingest(

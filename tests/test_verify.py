@@ -170,6 +170,33 @@ def test_quarantined_file_without_an_open_entry_is_named(loaded: Pipeline) -> No
     assert kinds(run_verify(loaded)) == {"quarantine_missing": {key}}
 
 
+def test_pending_file_outside_the_queue_and_settled_file_inside_it_are_named(
+    loaded: Pipeline,
+) -> None:
+    lost, settled = (
+        row[0]
+        for row in execute(
+            loaded,
+            "SELECT object_key FROM biobridge.landed_files WHERE state = 'loaded' "
+            "ORDER BY object_key LIMIT 2",
+        )
+    )
+    execute(
+        loaded, "UPDATE biobridge.landed_files SET state = 'pending' WHERE object_key = $1", (lost,)
+    )
+    execute(
+        loaded,
+        "INSERT INTO biobridge.pending_files SELECT object_key, vendor, received_at, delivery_seq, "
+        "true FROM biobridge.landed_files WHERE object_key = $1",
+        (settled,),
+    )
+    report = run_verify(loaded)
+    assert kinds(report) == {"queue_mismatch": {lost, settled}}
+    details = {d.key: d.detail for d in report.discrepancies}
+    assert "no run will claim it" in details[lost]
+    assert "loaded in the ledger but queued" in details[settled]
+
+
 def test_bodies_acknowledged_but_only_in_the_receivers_log_are_counted_and_named_when_stuck(
     pipeline: Pipeline,
 ) -> None:

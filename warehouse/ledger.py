@@ -150,10 +150,15 @@ def record_discovered(conn: Connection, keys: Sequence[str]) -> int:
         return 0
     with conn.cursor() as cur:
         cur.adbc_ingest("bb_discovered", table, mode="replace", temporary=True)
+        # New files enter the ledger and the queue of pending files (migration 0014) together.
         cur.execute(
-            "INSERT INTO biobridge.landed_files (object_key, vendor, received_at) "
+            "WITH new AS (INSERT INTO biobridge.landed_files (object_key, vendor, received_at) "
             "SELECT object_key, vendor, received_at FROM pg_temp.bb_discovered "
-            "ORDER BY object_key ON CONFLICT (object_key) DO NOTHING"
+            "ORDER BY object_key ON CONFLICT (object_key) DO NOTHING "
+            "RETURNING object_key, vendor, received_at, delivery_seq) "
+            "INSERT INTO biobridge.pending_files "
+            "(object_key, vendor, received_at, delivery_seq, loaded_before) "
+            "SELECT object_key, vendor, received_at, delivery_seq, false FROM new"
         )
         inserted = cur.rowcount
     conn.commit()
@@ -216,7 +221,7 @@ def refresh_statistics(conn: Connection) -> None:
     its index (measured: 350 -> 1,650 files/s). Without the right (owner or MAINTAIN) it is a
     warning and the statistics stay as they are."""
     with conn.cursor() as cur:
-        cur.execute("ANALYZE biobridge.landed_files")
+        cur.execute("ANALYZE biobridge.landed_files, biobridge.pending_files")
     conn.commit()
 
 
@@ -234,10 +239,13 @@ def claim_pending(
     in the same transaction, so a crash anywhere leaves the files pending, never half-loaded.
     """
     with conn.cursor() as cur:
+        # The queue rows are locked (migration 0014); their ledger rows change only in this
+        # transaction's load, which deletes the queue rows. One table, no join: a join planned
+        # on stale statistics (a large discovery still running) hashed the whole ledger.
         cur.execute(
-            "SELECT object_key, delivery_seq, load_id IS NOT NULL "
-            "FROM biobridge.landed_files "
-            "WHERE state = 'pending' AND vendor = ANY($1::text[]) "
+            "SELECT object_key, delivery_seq, loaded_before "
+            "FROM biobridge.pending_files "
+            "WHERE vendor = ANY($1::text[]) "
             "AND received_at >= coalesce($2::timestamptz, '-infinity') "
             "AND received_at < coalesce($3::timestamptz, 'infinity') "
             "ORDER BY received_at, object_key LIMIT $4 FOR UPDATE SKIP LOCKED",
@@ -290,14 +298,19 @@ def requeue(
             "AND coalesce(loaded_at, '-infinity') < coalesce($5::timestamptz, 'infinity'))",
             (*params, load_id),
         )
-        # Counted with RETURNING: the ADBC driver's rowcount is -1 for an UPDATE.
+        # Counted with RETURNING: the ADBC driver's rowcount is -1 for an UPDATE. Files put
+        # back join the queue of pending files (one already there, claimed or not, stays).
         cur.execute(
             "WITH moved AS (UPDATE biobridge.landed_files SET state = 'pending' "
             "WHERE vendor = ANY($1::text[]) AND state = ANY($2::text[]) "
             "AND received_at >= coalesce($3::timestamptz, '-infinity') "
             "AND received_at < coalesce($4::timestamptz, 'infinity') "
             "AND coalesce(loaded_at, '-infinity') < coalesce($5::timestamptz, 'infinity') "
-            "RETURNING 1) SELECT count(*) FROM moved",
+            "RETURNING object_key, vendor, received_at, delivery_seq, load_id IS NOT NULL), "
+            "queued AS (INSERT INTO biobridge.pending_files "
+            "(object_key, vendor, received_at, delivery_seq, loaded_before) "
+            "SELECT * FROM moved ON CONFLICT (object_key) DO NOTHING) "
+            "SELECT count(*) FROM moved",
             params,
         )
         (count,) = one_row(cur)
@@ -377,8 +390,8 @@ def close_batch(conn: Connection, batch_id: int) -> None:
         # Batches in flight elsewhere hold pending files, so they are never removed here.
         cur.execute(
             "DELETE FROM biobridge.open_batches AS b WHERE b.batch_id = $1 OR NOT EXISTS ("
-            "SELECT FROM unnest(b.object_keys) AS k JOIN biobridge.landed_files AS f "
-            "ON f.object_key = k WHERE f.state = 'pending')",
+            "SELECT FROM unnest(b.object_keys) AS k JOIN biobridge.pending_files AS p "
+            "ON p.object_key = k)",
             (batch_id,),
         )
 
@@ -405,6 +418,10 @@ def set_aside(conn: Connection, *, load_id: int, poisoned: dict[str, str]) -> No
             "attempts = f.attempts + 1, last_error = u.r "
             "FROM unnest($1::text[], $2::text[]) AS u(k, r) WHERE f.object_key = u.k",
             (text_array(keys), text_array(reasons), load_id),
+        )
+        cur.execute(
+            "DELETE FROM biobridge.pending_files WHERE object_key = ANY($1::text[])",
+            (text_array(keys),),
         )
         cur.execute(
             "DELETE FROM biobridge.open_batches WHERE object_keys && $1::text[]",

@@ -104,9 +104,7 @@ def quarantine_entries(conn: Connection, object_key: str) -> list[QuarantineEntr
 def oldest_pending(conn: Connection) -> tuple[int, datetime | None]:
     """How many ledger files are pending, and when the oldest of them was received."""
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*), min(received_at) FROM biobridge.landed_files WHERE state = 'pending'"
-        )
+        cur.execute("SELECT count(*), min(received_at) FROM biobridge.pending_files")
         row = cur.fetchone()
     conn.rollback()
     return (0, None) if row is None else (int(row[0]), row[1])
