@@ -12,9 +12,10 @@
 -- page (fillfactor 30: a batch rewrites all the rows of a page at once, and the old versions
 -- stay until it commits), the update stays on its page and touches no index; the queue row's
 -- delete only marks it. Measured (benchmarks/ingest.py's instrumented run, 100k small files,
--- batches of 2,000): the ledger update on the upsert's serialised path 1.9-2.1 s -> 1.0 s (all
--- HOT), the serialised apply 7.9-9.4 s -> 7.5-8.1 s; the discovery insert (two tables now)
--- 0.9-1.3 s -> 1.6-1.7 s and the claim 0.6-0.9 s -> 1.1-1.2 s, both outside the lock.
+-- batches of 2,000): on the upsert's serialised path, the ledger update 1.9-2.1 s -> 1.0-1.2 s
+-- (all HOT) plus 0.3 s of dequeueing; outside it, the discovery insert (two tables now)
+-- 0.9-1.3 s -> 1.6-1.8 s and the claim 0.6-0.9 s -> 1.1-1.2 s. A trade: less time under the
+-- lock that serialises every loader, about as much database CPU in all.
 -- The cost: landed_files takes ~590 bytes a file on disk (58 MB per 100k files).
 CREATE TABLE IF NOT EXISTS biobridge.pending_files (
     object_key    text        PRIMARY KEY,
