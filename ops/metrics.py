@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from warehouse.postgres import Connection, Dsn, connect, with_connect_timeout
+from warehouse.quarantine import oldest_pending
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,7 @@ def _metrics(conn: Connection) -> Iterator[Metric]:
         files.add_metric([vendor, state], int(n))
     yield files
 
-    pending, oldest = _rows(
-        conn,
-        "SELECT count(*), min(received_at) FROM biobridge.pending_files",
-    )[0]
+    pending, oldest = oldest_pending(conn)
     backlog = GaugeMetricFamily("biobridge_backlog_files", "Files waiting to be loaded")
     backlog.add_metric([], int(pending))
     yield backlog

@@ -215,11 +215,12 @@ ANALYZE_AFTER_NEW_FILES = 10_000
 
 
 def refresh_statistics(conn: Connection) -> None:
-    """ANALYZE the ledger. After a large discovery its statistics still say few files are pending
-    (autovacuum had not analyzed it in a whole 1M-file run); the claim then sorts every pending
-    row for each batch (1.1 s per claim at 860k pending) instead of reading the first ones from
-    its index (measured: 350 -> 1,650 files/s). Without the right (owner or MAINTAIN) it is a
-    warning and the statistics stay as they are."""
+    """ANALYZE the ledger and the queue of pending files. After a large discovery their
+    statistics still say few files are pending (autovacuum had not analyzed the ledger in a whole
+    1M-file run); with the claim index on the ledger (before migration 0014) the claim then
+    sorted every pending row for each batch (1.1 s per claim at 860k pending) instead of reading
+    the first ones from its index (measured: 350 -> 1,650 files/s). Without the right (owner or
+    MAINTAIN) it is a warning and the statistics stay as they are."""
     with conn.cursor() as cur:
         cur.execute("ANALYZE biobridge.landed_files, biobridge.pending_files")
     conn.commit()
