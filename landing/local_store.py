@@ -39,18 +39,23 @@ _SEG = r"[A-Za-z0-9_=+@,-][A-Za-z0-9._=+@,-]*"
 _KEY_RE = re.compile(rf"(?:{_SEG}/)*{_SEG}")
 
 
-def _read_file(path: str) -> bytes:
-    """The whole file, through the bare system calls: a file object (even an unbuffered one)
-    costs more than reading a small body (8 -> 5 us a file, measured on tmpfs; the ingest reads
-    two files an object)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        parts = []
-        while chunk := os.read(fd, 1 << 20):
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-    finally:
-        os.close(fd)
+_READ_CHUNK = 1 << 20
+_READ_AHEAD = 64
+"""Objects `get_many` opens and asks the kernel to read ahead at once (two descriptors each)."""
+
+
+def _read_fd(fd: int) -> bytes:
+    """The rest of an open file, through the bare system calls (a file object, even an
+    unbuffered one, costs more than reading a small body). A read shorter than asked for is the
+    end of a regular file, so a small file costs one read, not a second one that finds the end;
+    were it ever cut short, the object's size and SHA-256 check would catch it."""
+    chunk = os.read(fd, _READ_CHUNK)
+    if len(chunk) < _READ_CHUNK:
+        return chunk
+    parts = [chunk]
+    while chunk := os.read(fd, _READ_CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class LocalStore:
@@ -64,9 +69,6 @@ class LocalStore:
             raise ValueError(f"the local store root must be an absolute path, found {root}")
         self.root = root
         self.url = root.as_uri()
-        # Reads from a folder are CPU-bound under the GIL: threads only add switching (measured
-        # 116 us per object with one thread, 200 us with 16).
-        self.read_concurrency = 1
         self._root_str = str(root).rstrip("/") or ""
         self._folders: set[str] = set()  # folders known to exist (made durable when made)
 
@@ -187,15 +189,58 @@ class LocalStore:
 
     def get(self, key: str) -> tuple[bytes, ObjectMeta]:
         """The exact stored bytes and their metadata."""
-        path = self._path_str(key)  # plain strings: the ingest reads every object (~2x faster)
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[tuple[bytes, ObjectMeta]]:
+        """The objects of `keys` in order, each as `get` returns it; raises as `get` would.
+
+        A chunk of objects is opened at once and the kernel asked to read all its files ahead
+        (`posix_fadvise(WILLNEED)`) before the first is read. Read one by one, files whose
+        pages are not cached (this VM reclaims page cache idle for a minute) cost one blocking
+        4 KiB disk read each; ahead, the reads go out together and adjacent ones merge.
+        Measured on 60k landed files (30k objects) after `drop_caches`: 5.7-6.2 s -> 0.75-0.9 s,
+        2.8 -> 0.7 s of system CPU; with the pages cached, the same (0.4-0.5 s).
+        """
+        got: list[tuple[bytes, ObjectMeta]] = []
+        for start in range(0, len(keys), _READ_AHEAD):
+            got.extend(self._get_chunk(keys[start : start + _READ_AHEAD]))
+        return got
+
+    def _get_chunk(self, keys: Sequence[str]) -> list[tuple[bytes, ObjectMeta]]:
+        opened: list[tuple[str, int, int]] = []
         try:
-            body = _read_file(path)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise ObjectNotFound(f"no object {key!r} in {self.url}") from exc
+            for key in keys:
+                # plain strings: the ingest reads every object (~2x faster than Paths)
+                path = self._path_str(key)
+                try:
+                    body_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                    raise ObjectNotFound(f"no object {key!r} in {self.url}") from exc
+                except OSError as exc:
+                    raise StoreUnavailable(f"cannot read {key!r} under {self.root}: {exc}") from exc
+                try:
+                    meta_fd = os.open(path + META_SUFFIX, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    os.close(body_fd)
+                    raise StoreError(
+                        f"object {key!r} in {self.url} has no readable metadata"
+                    ) from exc
+                opened.append((key, body_fd, meta_fd))
+                os.posix_fadvise(body_fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                os.posix_fadvise(meta_fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            return [self._read_object(*each) for each in opened]
+        finally:
+            for _, body_fd, meta_fd in opened:
+                os.close(body_fd)
+                os.close(meta_fd)
+
+    def _read_object(self, key: str, body_fd: int, meta_fd: int) -> tuple[bytes, ObjectMeta]:
+        try:
+            body = _read_fd(body_fd)
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {key!r} under {self.root}: {exc}") from exc
         try:
-            raw_meta = _read_file(path + META_SUFFIX)
+            raw_meta = _read_fd(meta_fd)
         except OSError as exc:
             raise StoreError(f"object {key!r} in {self.url} has no readable metadata") from exc
         meta = ObjectMeta.from_json(raw_meta)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ _TRANSIENT_CODES = frozenset(
     }
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_READ_CONCURRENCY = 16  # GETs at once in `get_many`: they wait on the network (within the pool)
 
 
 class S3Store:
@@ -63,7 +65,6 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self.url = f"s3://{bucket}/{prefix}"
-        self.read_concurrency = 16  # GETs wait on the network; within the HTTP pool size
         config = Config(
             # total_max_attempts counts the first try; botocore's max_attempts counts retries only.
             retries={"mode": "adaptive", "total_max_attempts": settings.s3_max_attempts},
@@ -140,6 +141,14 @@ class S3Store:
                 "response was probably cut short"
             )
         return body, meta
+
+    def get_many(self, keys: Sequence[str]) -> list[tuple[bytes, ObjectMeta]]:
+        """`get` of each key, in order; the GETs overlap (each waits on the network)."""
+        workers = min(_READ_CONCURRENCY, len(keys))
+        if workers <= 1:
+            return [self.get(key) for key in keys]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self.get, keys))
 
     def list_keys(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         """Keys under `prefix` in lexical (UTF-8 byte) order, as S3 lists them."""

@@ -10,7 +10,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -127,7 +127,6 @@ class ObjectStore(Protocol):
     """Where raw webhook bodies land."""
 
     url: str  # where it points, safe to log (never credentials)
-    read_concurrency: int  # parallel gets worth issuing (S3: latency-bound; a folder: 1)
 
     def put(self, key: str, body: bytes, meta: ObjectMeta) -> None:
         """Store body and meta under key; durable when it returns. Raises StoreUnavailable."""
@@ -135,6 +134,10 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> tuple[bytes, ObjectMeta]:
         """The exact bytes stored under key and their metadata. Raises ObjectNotFound."""
+        ...
+
+    def get_many(self, keys: Sequence[str]) -> list[tuple[bytes, ObjectMeta]]:
+        """`get` of each key, in order, done the way this store reads many objects fastest."""
         ...
 
     def list_keys(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:

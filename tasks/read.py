@@ -1,13 +1,13 @@
 """Read stage: fetch landed objects in bounded batches and parse their bodies.
 
-Reads are concurrent (S3 latency dominates there); a body that cannot be fetched or parsed
-becomes a whole-file issue, never an exception that would sink the rest of the batch.
+Reads go through the store's `get_many` (S3: concurrent GETs; a folder: read ahead); a body
+that cannot be fetched or parsed becomes a whole-file issue, never an exception that would
+sink the rest of the batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -46,23 +46,17 @@ def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
 
 
 def fetch_objects(store: ObjectStore, keys: Sequence[str]) -> list[LandedFile]:
-    """Fetch keys concurrently, in order. A missing object is a bug in the ledger: fail loudly.
+    """Fetch keys in order (`ObjectStore.get_many`). A missing object is a bug in the ledger:
+    fail loudly.
 
     StoreUnavailable propagates so the caller's retry policy can back off and try again.
     """
-
-    def one(key: str) -> LandedFile:
-        try:
-            body, meta = store.get(key)
-        except ObjectNotFound as exc:
-            raise ObjectNotFound(f"{key}: in the ledger but not in the store ({exc})") from exc
-        return LandedFile(key=key, body=body, meta=meta)
-
-    workers = min(store.read_concurrency, len(keys))
-    if workers <= 1:
-        return [one(k) for k in keys]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, keys))
+    try:
+        got = store.get_many(keys)
+    except ObjectNotFound as exc:
+        raise ObjectNotFound(f"in the ledger but not in the store: {exc}") from exc
+    pairs = zip(keys, got, strict=True)
+    return [LandedFile(key=key, body=body, meta=meta) for key, (body, meta) in pairs]
 
 
 def parse_body(file: LandedFile) -> Any | ParseFailure:

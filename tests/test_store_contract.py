@@ -52,6 +52,45 @@ def test_get_of_a_missing_key_raises_object_not_found(store: ObjectStore) -> Non
         store.get(new_key("whoop", T0))
 
 
+def test_get_many_returns_each_object_in_the_order_asked(store: ObjectStore) -> None:
+    # More objects than the local store opens at once, one body larger than a single read.
+    rng = random.Random(7)
+    objects = {}
+    for n in range(70):
+        body = rng.randbytes(rng.choice([0, 1, 700, 5000]))
+        key = new_key("oura", T0 + timedelta(seconds=n))
+        store.put(key, body, meta_for(body, delivery_id=f"d-{n}"))
+        objects[key] = body
+    big = bytes(range(256)) * 5000  # 1.2 MiB
+    big_key = new_key("garmin", T0)
+    store.put(big_key, big, meta_for(big))
+    objects[big_key] = big
+    keys = list(objects)
+    rng.shuffle(keys)
+
+    got = store.get_many(keys)
+
+    assert [body for body, _ in got] == [objects[k] for k in keys]
+    assert [meta.sha256 for _, meta in got] == [
+        hashlib.sha256(objects[k]).hexdigest() for k in keys
+    ]
+    assert store.get_many([]) == []
+
+
+def test_local_get_many_of_a_missing_key_raises_and_closes_every_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    keys = [new_key("oura", T0 + timedelta(seconds=n)) for n in range(10)]
+    for key in keys:
+        store.put(key, b"{}", meta_for(b"{}"))
+    missing = new_key("oura", T0 + timedelta(days=1))
+    open_before = len(list(Path("/proc/self/fd").iterdir()))
+
+    with pytest.raises(ObjectNotFound, match=missing):
+        store.get_many([*keys[:5], missing, *keys[5:]])
+
+    assert len(list(Path("/proc/self/fd").iterdir())) == open_before
+
+
 def test_delete_removes_the_object(store: ObjectStore) -> None:
     key = new_key("garmin", T0)
     store.put(key, b"{}", meta_for(b"{}"))
