@@ -171,7 +171,14 @@ def one_try(
 def ui_try(api: str, deployment: str) -> float:
     """A run created as the UI's "Run" button does; seconds from its creation to Running."""
     dep = httpx.get(f"{api}/deployments/name/{deployment}", timeout=10).json()
-    created = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run", json={}, timeout=30)
+    url = f"{api}/deployments/{dep['id']}/create_flow_run"
+    for _ in range(10):  # a busy server's SQLite is locked now and then (5xx, 429): retry
+        created = httpx.post(url, json={}, timeout=30)
+        if created.status_code < 500 and created.status_code != 429:
+            break
+        time.sleep(1)
+    if created.status_code not in (200, 201):
+        raise RuntimeError(f"creating a run: HTTP {created.status_code} {created.text[:300]}")
     run_id = created.json()["id"]
     while (run := httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json())["end_time"] is None:
         time.sleep(0.5)
