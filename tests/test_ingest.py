@@ -289,29 +289,3 @@ def test_a_dead_runs_load_record_is_closed_as_abandoned_a_live_one_is_not(
     assert "abandoned" in pipeline.scalar(
         "SELECT error FROM biobridge.loads WHERE load_id = $1", (dead,)
     )
-
-
-def test_in_process_runs_end_without_joining_the_heartbeat_thread(prefect_harness: None) -> None:
-    """`deployments.run.unjoined_heartbeats`: a sync run no longer waits up to 1 s at its end
-    for Prefect's heartbeat thread to wake. It fails here when a Prefect upgrade drops the
-    parameter it relies on, rather than the CLI silently slowing down again; a run with
-    heartbeats on still completes."""
-    import prefect.flow_engine as engine
-    from prefect import flow
-    from prefect.flow_engine import run_flow
-    from prefect.settings import get_current_settings
-
-    from deployments.run import unjoined_heartbeats
-
-    assert unjoined_heartbeats()
-    assert unjoined_heartbeats()  # applied once, however often it is called
-    assert engine._send_heartbeats.keywords == {"join_on_exit": False}  # type: ignore[attr-defined]
-    assert get_current_settings().flows.heartbeat_frequency is not None  # the thread does start
-
-    @flow
-    def tiny() -> int:
-        return 7
-
-    state = run_flow(tiny, return_type="state")
-
-    assert state.is_completed() and state.result() == 7
