@@ -60,12 +60,15 @@ def _run_body(steps: IngestTasks, params: IngestParams) -> tuple[LoadRecord, Run
     # While this connection holds the load's liveness lock (taken before the record exists), no
     # other run takes the load for abandoned; if this process dies, the next run marks it failed.
     with load_liveness(database_url()) as load_id:
-        steps.open_load(
-            load_id=load_id, kind=params.mode, flow_run_id=run_id(), code_version=code_version()
-        )
+        with stop_signals_held() as held:
+            steps.open_load(
+                load_id=load_id, kind=params.mode, flow_run_id=run_id(), code_version=code_version()
+            )
         counts = LoadCounts()
         discovered = 0
         try:
+            for signum in held:  # a stop that came while the record was being opened
+                signal.raise_signal(signum)
             counts.fetch = steps.fetch_notifications(load_id=load_id, vendors=params.vendors)
             if params.chunk_hours:
                 discovered = run_chunked(steps, params, load_id=load_id, counts=counts)
@@ -79,6 +82,43 @@ def _run_body(steps: IngestTasks, params: IngestParams) -> tuple[LoadRecord, Run
                 raise signalled from None  # the run ends Crashed/Cancelled, not Failed
             raise
         return close_and_report(steps, load_id, counts, discovered, error=None)
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[list[int]]:
+    """Hold SIGINT/SIGTERM while the load record is being opened; the signals that came.
+
+    The record exists once its INSERT commits, but the step returns only after Prefect has
+    recorded the task's end (an API call): a Ctrl-C in between left a 'running' record that no
+    `except` closed, until the next run marked it abandoned. The caller raises the held signals
+    again inside its `try`. A second signal while held is not held: it acts at once (a stuck
+    API server must not make Ctrl-C powerless)."""
+    held: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+
+    def hold(signum: int, _frame: object) -> None:
+        if held:
+            restore()
+            signal.raise_signal(signum)
+            return
+        held.append(signum)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    # A handler not set from Python (None) could not be put back: that signal is not held.
+    previous = {s: h for s in stops if (h := signal.getsignal(s)) is not None}
+    try:
+        for signum in previous:
+            signal.signal(signum, hold)
+    except ValueError:  # not the main thread (a flow called from a test's thread): nothing held
+        yield held
+        return
+    try:
+        yield held
+    finally:
+        restore()
 
 
 def ignore_further_stop_signals() -> None:

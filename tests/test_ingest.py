@@ -289,3 +289,54 @@ def test_a_dead_runs_load_record_is_closed_as_abandoned_a_live_one_is_not(
     assert "abandoned" in pipeline.scalar(
         "SELECT error FROM biobridge.loads WHERE load_id = $1", (dead,)
     )
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_ctrl_c_while_the_load_record_opens_still_closes_it(
+    pipeline: Pipeline, signals: int
+) -> None:
+    """The record exists once its INSERT commits; under Prefect the step returns only after the
+    API has the task's end. A Ctrl-C in between (here: right after the step's own work) must
+    still close the record as stopped, not leave it 'running'. A second Ctrl-C meanwhile acts
+    at once (a stuck API must not make Ctrl-C powerless): the record is then left 'running' for
+    the next run to close as abandoned, which it does."""
+    import dataclasses
+    import os
+    import signal
+    import time
+    from typing import Any
+
+    from flows.body import run_body
+    from flows.params import IngestParams
+    from tasks.run_context import bare_run
+    from tasks.settings import get_pipeline_settings
+    from tasks.steps import bare_steps
+
+    land_raw(pipeline, "oura", generic_body("ctrlc-open"))
+    with bare_run(), bare_steps(get_pipeline_settings(), threads=2) as steps:
+        opened = steps.open_load
+
+        def open_then_ctrl_c(**kwargs: Any) -> int:
+            load_id = opened(**kwargs)
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the tail the step still runs (Prefect's API call)
+            return load_id
+
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_body(dataclasses.replace(steps, open_load=open_then_ctrl_c), IngestParams())
+        finally:  # a stopped run ignores further signals while it closes: this process goes on
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+    status, error = pipeline.query("SELECT status, error FROM biobridge.loads")[0]
+    if signals == 1:
+        assert status == "failed" and error.startswith("stopped: the run received SIGINT")
+    else:
+        assert status == "running"
+        assert pipeline.ingest().is_completed()
+        first = "SELECT status, error FROM biobridge.loads ORDER BY load_id LIMIT 1"
+        status, error = pipeline.query(first)[0]
+        assert status == "failed" and "abandoned" in error
+    assert pipeline.scalar("SELECT count(*) FROM biobridge.loads") == signals
