@@ -340,3 +340,29 @@ def test_a_ctrl_c_while_the_load_record_opens_still_closes_it(
         status, error = pipeline.query(first)[0]
         assert status == "failed" and "abandoned" in error
     assert pipeline.scalar("SELECT count(*) FROM biobridge.loads") == signals
+
+
+def test_in_process_runs_end_without_joining_the_heartbeat_thread(prefect_harness: None) -> None:
+    """`deployments.run.unjoined_heartbeats`: a sync run no longer waits up to 1 s at its end
+    for Prefect's heartbeat thread to wake. It fails here when a Prefect upgrade drops the
+    parameter it relies on, rather than the CLI silently slowing down again; a run with
+    heartbeats on still completes."""
+    import prefect.flow_engine as engine
+    from prefect import flow
+    from prefect.flow_engine import run_flow
+    from prefect.settings import get_current_settings
+
+    from deployments.run import unjoined_heartbeats
+
+    assert unjoined_heartbeats()
+    assert unjoined_heartbeats()  # applied once, however often it is called
+    assert engine._send_heartbeats.keywords == {"join_on_exit": False}  # type: ignore[attr-defined]
+    assert get_current_settings().flows.heartbeat_frequency is not None  # the thread does start
+
+    @flow
+    def tiny() -> int:
+        return 7
+
+    state = run_flow(tiny, return_type="state")
+
+    assert state.is_completed() and state.result() == 7
