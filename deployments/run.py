@@ -23,7 +23,6 @@ import functools
 import gc
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -190,6 +189,9 @@ def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threa
     """Stop this process's run when someone cancels it in the UI. The stack's runner enforces
     cancels only for runs it started; a run the CLI executes itself is watched here, and a cancel
     becomes the SIGINT the flow already handles (it stops between batches and says so)."""
+    from flows.in_flight import STOP_REQUESTED, request_stop
+
+    STOP_REQUESTED.clear()  # a request for an earlier run of this process is not for this one
     cancelled = threading.Event()
     done = threading.Event()
 
@@ -206,7 +208,7 @@ def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threa
                 if state is not None and state.type.value == "CANCELLING":
                     cancelled.set()
                     if not done.is_set():  # the run is still executing: stop it
-                        os.kill(os.getpid(), signal.SIGINT)
+                        request_stop()
                     return
 
     watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)

@@ -289,6 +289,7 @@ def execute(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> int
     with suppress(OSError):
         os.chdir(request["cwd"])
     os.environ.update(request["env"])
+    from flows.in_flight import request_stop
     from tasks.runtime import reset
 
     reset()  # settings are read again, with the CLI's variables
@@ -305,7 +306,7 @@ def execute(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> int
                 line = b""
             if finished.is_set():
                 return
-            os.kill(os.getpid(), signal.SIGINT)
+            request_stop()
             if not line:
                 return
             time.sleep(0.2)  # one Ctrl-C can arrive twice (the terminal, `uv run`)
@@ -333,7 +334,7 @@ def execute(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> int
         while not finished.wait(0.5):
             if os.getppid() == stack_pid:
                 continue
-            os.kill(os.getpid(), signal.SIGINT)
+            request_stop()
             if finished.wait(STACK_GONE_GRACE_S):
                 return
             print(

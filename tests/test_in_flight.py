@@ -104,3 +104,38 @@ def test_slots_wait_for_pieces_still_coming_before_they_end() -> None:
     producer.join()
     assert done_coming.is_set()
     assert sorted(taken) == list(range(6))
+
+
+def test_a_requested_stop_ends_the_loop_even_when_its_sigint_is_lost() -> None:
+    """`request_stop` sends SIGINT and sets a flag; the loop raises KeyboardInterrupt at its next
+    turn on the flag alone (here SIGINT is ignored, as a lost signal would be)."""
+    from flows.in_flight import STOP_REQUESTED, request_stop
+
+    pieces = 0
+
+    def piece() -> int:
+        time.sleep(0.01)
+        return 1
+
+    def take(_: int) -> None:
+        nonlocal pieces
+        pieces += 1
+        if pieces == 5:
+            threading.Thread(target=request_stop).start()
+        if pieces == 2000:
+            raise RuntimeError("the requested stop was not heeded")
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            started = time.monotonic()
+            try:  # it never ends by itself: every piece returns 1
+                keep_in_flight(lambda: pool.submit(piece), slots=2, take=take)
+            except KeyboardInterrupt:
+                stopped = True
+            else:
+                stopped = False
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        STOP_REQUESTED.clear()
+    assert stopped and 5 <= pieces < 200 and time.monotonic() - started < 10
