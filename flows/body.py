@@ -140,7 +140,26 @@ def describe_error(error: BaseException) -> str:
             "stopping, or the run was cancelled); committed batches stand, the other files stay "
             "pending and load on the next run"
         )
+    if _output_closed(error):
+        return (
+            "stopped: the run's output was closed (whatever read the command's output, such as "
+            "`| head`, ended); committed batches stand, the other files stay pending and load on "
+            "the next run"
+        )
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _output_closed(error: BaseException) -> bool:
+    """Whether `error` is the SystemExit that rich (Prefect's console log handler) raises when
+    the run's output is a pipe whose reader has gone: the record said only "SystemExit: 1"."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, SystemExit) and isinstance(seen.__context__, BrokenPipeError):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _signal_name(error: BaseException) -> str:

@@ -139,3 +139,28 @@ def test_a_requested_stop_ends_the_loop_even_when_its_sigint_is_lost() -> None:
         signal.signal(signal.SIGINT, previous)
         STOP_REQUESTED.clear()
     assert stopped and 5 <= pieces < 200 and time.monotonic() - started < 10
+
+
+def test_a_run_whose_output_pipe_closed_says_so_in_its_load_record() -> None:
+    """`biobridge ingest | head` on the stack: once `head` exits, Prefect's console handler (rich)
+    meets a BrokenPipeError and raises SystemExit(1). The record said "SystemExit: 1"."""
+    from flows.body import describe_error
+
+    def on_broken_pipe() -> None:  # rich.console.Console.on_broken_pipe, less its dup2
+        raise SystemExit(1)
+
+    def write_buffer() -> None:  # rich.console.Console._check_buffer
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            on_broken_pipe()
+
+    try:
+        write_buffer()
+    except SystemExit as exc:
+        closed = exc
+    wrapped = RuntimeError("a task failed")
+    wrapped.__context__ = closed
+    for error in (closed, wrapped):
+        assert describe_error(error).startswith("stopped: the run's output was closed"), error
+    assert describe_error(SystemExit(1)) == "SystemExit: 1"
