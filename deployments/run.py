@@ -191,7 +191,6 @@ def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threa
     becomes the SIGINT the flow already handles (it stops between batches and says so)."""
     from flows.in_flight import STOP_REQUESTED, request_stop
 
-    STOP_REQUESTED.clear()  # a request for an earlier run of this process is not for this one
     cancelled = threading.Event()
     done = threading.Event()
 
@@ -218,6 +217,7 @@ def honour_cancel(run: FlowRun | None, *, poll_s: float = 1.0) -> Iterator[threa
         yield cancelled
     finally:
         done.set()
+        STOP_REQUESTED.clear()  # a stop asked of this run is not for a later one in this process
 
 
 CANCEL_STATES = ("CANCELLING", "CANCELLED")

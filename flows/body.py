@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from flows.in_flight import is_finished, keep_in_flight, stop_signal
+from flows.in_flight import error_chain, is_finished, keep_in_flight, stop_signal
 from flows.params import IngestParams
 from flows.replay import run_chunked
 from flows.report import RunFindings, findings, publish
@@ -152,14 +152,10 @@ def describe_error(error: BaseException) -> str:
 def _output_closed(error: BaseException) -> bool:
     """Whether `error` is the SystemExit that rich (Prefect's console log handler) raises when
     the run's output is a pipe whose reader has gone: the record said only "SystemExit: 1"."""
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, SystemExit) and isinstance(seen.__context__, BrokenPipeError):
-            return True
-        seen = seen.__context__
-    return False
+    return any(
+        isinstance(seen, SystemExit) and isinstance(seen.__context__, BrokenPipeError)
+        for seen in error_chain(error)
+    )
 
 
 def _signal_name(error: BaseException) -> str:

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -172,16 +172,23 @@ def stop_signal(error: BaseException) -> BaseException | None:
     unlocked lock", and one that reached a query on the main thread as the query's cancellation,
     SQLSTATE 57014)."""
     stops = _stop_types()
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            return None
+    for seen in error_chain(error):
         if isinstance(seen, stops):
             return seen
         if cancelled_query(seen):  # the SIGINT reached a query on the main thread (ADBC)
             return KeyboardInterrupt()
-        seen = seen.__context__
     return None
+
+
+def error_chain(error: BaseException, *, depth: int = 10) -> Iterator[BaseException]:
+    """`error`, then the exceptions it was raised while handling (`__context__`), `depth` at
+    most: what a stop or a failure surfaced as is often a few links down."""
+    seen: BaseException | None = error
+    for _ in range(depth):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__context__
 
 
 def _stop_types() -> tuple[type[BaseException], ...]:
