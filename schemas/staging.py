@@ -60,6 +60,27 @@ FILE_RESULT = pa.schema(_FILE_RESULT_FIELDS)
 JSON_COLUMNS = frozenset({"metadata"})
 
 
+_SQL_TYPES: dict[pa.DataType, str] = {
+    pa.string(): "text",
+    pa.float64(): "double precision",
+    pa.int32(): "integer",
+    pa.int64(): "bigint",
+    UTC_MICROS: "timestamptz",
+}
+
+
+def staging_table(name: str, schema: pa.Schema) -> str:
+    """SQL: create this session's temporary table `name` for rows of `schema`, unless it exists.
+
+    Emptied at every commit (and a rollback discards what it was given), so it is empty when
+    a transaction starts: a batch appends to it instead of creating it afresh (ADBC's
+    `mode="replace"` dropped and created it, ~60 catalogue rows written and removed each time).
+    The column types are those ADBC itself gives each Arrow type.
+    """
+    columns = ", ".join(f"{column_list(pa.schema([f]))} {_SQL_TYPES[f.type]}" for f in schema)
+    return f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS"
+
+
 def column_list(schema: pa.Schema, *, prefix: str = "", casts: bool = False) -> str:
     """`schema`'s names as an SQL column list (quoted where needed, optionally `prefix.`-ed;
     with `casts`, JSON text columns are cast to jsonb)."""

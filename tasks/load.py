@@ -31,7 +31,14 @@ from adbc_driver_manager.dbapi import Cursor
 from pydantic import SecretStr
 
 from schemas.loads import LOAD_TOTALS, LoadCounts
-from schemas.staging import FILE_RESULT, KEY_COLUMNS, QUARANTINE_ENTRY, STAGED_ROW, column_list
+from schemas.staging import (
+    FILE_RESULT,
+    KEY_COLUMNS,
+    QUARANTINE_ENTRY,
+    STAGED_ROW,
+    column_list,
+    staging_table,
+)
 from warehouse.file_rows import rows_of_file
 from warehouse.postgres import Connection, Dsn, connect, one_row, text_array
 
@@ -253,14 +260,20 @@ ALL_METRICS = ("*", "*")
 def stage_batch(
     conn: Connection, *, stage: pa.Table, quarantine: pa.Table, file_results: pa.Table
 ) -> None:
-    """COPY the batch into this connection's temporary tables (no WAL, nothing shared yet)."""
+    """COPY the batch into this connection's temporary tables (no WAL, nothing shared yet).
+
+    Each table is created once per session (`staging_table`) and emptied here: at each commit
+    they empty themselves, but a dry run stages batch after batch in one transaction.
+    """
     with conn.cursor() as cur:
         for name, table, schema in (
             ("bb_stage", stage, STAGED_ROW),
             ("bb_quarantine", quarantine, QUARANTINE_ENTRY),
             ("bb_file_results", file_results, FILE_RESULT),
         ):
-            cur.adbc_ingest(name, table.cast(schema), mode="replace", temporary=True)
+            cur.execute(staging_table(name, schema))
+            cur.execute(f"DELETE FROM pg_temp.{name}")  # noqa: S608 - our own table names
+            cur.adbc_ingest(name, table.cast(schema), mode="append", temporary=True)
         # No ANALYZE: the statements joining these tables with large ones run in
         # `index_probes`, and an unanalyzed table's size is estimated from its pages.
 

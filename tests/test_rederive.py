@@ -253,3 +253,28 @@ def test_cli_dry_run_prints_the_counts_and_changes_nothing(
     assert "  oura sleep_score: 0 inserted, 0 updated, 1 removed, 0 unchanged" in out
     assert "48 bpm -> 72 bpm" in out
     assert table(pg_url) == before and ledger_states(pg_url) == before_ledger
+
+
+def test_a_dry_run_over_several_batches_counts_each_row_once(
+    pg_url: str, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run stages batch after batch in one transaction: each batch's staging tables hold
+    that batch's rows only, so one file per batch previews what one batch of all does."""
+    for n, user in enumerate(("u1", "u2", "u3")):
+        land(store, body(user), T0 + timedelta(minutes=n))
+    load(pg_url, store)
+    changed_mapping(monkeypatch)
+
+    def preview(limit: int) -> tuple[int, int, int, int]:
+        with connect(pg_url) as conn:
+            found = preview_replay(
+                conn,
+                store,
+                spec=BatchSpec(limit=limit, vendors=("oura",)),
+                states=["loaded"],
+                code_version="fix",
+                url=pg_url,
+            )
+        return totals(found.counts)
+
+    assert preview(1) == preview(100) == (3, 3, 3, 15)
