@@ -1,4 +1,5 @@
-"""Test helpers: a live uvicorn server in a thread, object counting, a port nobody listens on."""
+"""Test helpers: a live uvicorn server in a thread, object counting, a port nobody listens on,
+a child's output read as it comes."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import httpx
 import uvicorn
@@ -121,3 +124,27 @@ def backdate(store: ObjectStore, key: str, at: datetime) -> None:
     assert isinstance(store, LocalStore), "only a local store's write time can be set"
     stamp = at.timestamp()
     os.utime(store.root / key, (stamp, stamp))
+
+
+class Drained:
+    """A child's output stream, read on a thread as it comes: a child that logs more than a pipe
+    holds (64 KiB) while the test waits for something else would block on its next line, and a
+    stop the test awaits would become a timeout with no output to explain it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._lines.extend, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def text(self, timeout: float = 10) -> str:
+        """What the stream said: all of it once it closed (within `timeout`), else so far."""
+        self._reader.join(timeout)
+        return "".join(self._lines)
+
+
+def exit_code(proc: subprocess.Popen[str], timeout: float) -> int | None:
+    """The child's exit code, or None if it is still running after `timeout` seconds."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None

@@ -23,7 +23,7 @@ import pytest
 
 from landing.settings import Settings
 from landing.store import open_store
-from tests.helpers import land
+from tests.helpers import Drained, exit_code, land
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-c", "from deployments.cli import main; raise SystemExit(main())"]
@@ -188,6 +188,7 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         )  # fmt: skip
         assert interrupted.stdout is not None and interrupted.stderr is not None
         interrupted_id = interrupted.stdout.readline().split("/runs/flow-run/")[1].split()[0]
+        interrupted_err, _ = Drained(interrupted.stderr), Drained(interrupted.stdout)
         from warehouse.postgres import connect
 
         def load_of(run_id: str) -> tuple[str | None, str | None]:
@@ -202,8 +203,8 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
             assert interrupted.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         interrupted.send_signal(signal.SIGINT)
-        assert interrupted.wait(timeout=60) == 130, interrupted.stderr.read()[-3000:]
-        assert "interrupted" in interrupted.stderr.read()
+        assert exit_code(interrupted, 60) == 130, interrupted_err.text()[-3000:]
+        assert "interrupted" in interrupted_err.text()
         assert flow_run(api, interrupted_id)["state"]["type"] == "CRASHED"
         status, error = load_of(interrupted_id)
         assert status == "failed" and error and "stopped: the run received SIGINT" in error
@@ -215,6 +216,7 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         )  # fmt: skip
         assert cancel_me.stdout is not None and cancel_me.stderr is not None
         cancel_id = cancel_me.stdout.readline().split("/runs/flow-run/")[1].split()[0]
+        cancel_me_err, _ = Drained(cancel_me.stderr), Drained(cancel_me.stdout)
         deadline = time.monotonic() + 120
         while flow_run(api, cancel_id)["state"]["type"] != "RUNNING":
             assert time.monotonic() < deadline
@@ -223,8 +225,8 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
             f"{api}/flow_runs/{cancel_id}/set_state",
             {"state": {"type": "CANCELLING", "message": "cancelled by a test"}, "force": True},
         )
-        assert cancel_me.wait(timeout=60) == 1, cancel_me.stderr.read()[-3000:]
-        assert "cancelled from the Prefect UI" in cancel_me.stderr.read()
+        assert exit_code(cancel_me, 60) == 1, cancel_me_err.text()[-3000:]
+        assert "cancelled from the Prefect UI" in cancel_me_err.text()
         assert flow_run(api, cancel_id)["state"]["type"] == "CANCELLED"
 
         # The test holds the upsert lock while the next two runs start, so that each has a batch
@@ -261,6 +263,7 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         )  # fmt: skip
         assert cli_run.stdout is not None and cli_run.stderr is not None
         cli_run_id = cli_run.stdout.readline().split("/runs/flow-run/")[1].split()[0]
+        cli_run_err, _ = Drained(cli_run.stderr), Drained(cli_run.stdout)
         while lock_waiters() < 2:  # both runs hold a claimed batch, waiting for the lock
             assert cli_run.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
@@ -275,8 +278,8 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         tail = log.read_text()
         assert "files will load on next start" in tail or "nothing pending" in tail
         # `up` interrupted the CLI's run too: it ended Crashed and its load says why.
-        assert cli_run.wait(timeout=30) == 130, cli_run.stderr.read()[-3000:]
-        assert "interrupted" in cli_run.stderr.read()
+        assert exit_code(cli_run, 30) == 130, cli_run_err.text()[-3000:]
+        assert "interrupted" in cli_run_err.text()
 
     # Next start: the interrupted run is not Running, its load names the signal, verify is clean.
     with running_up(env, log) as (_, info):
