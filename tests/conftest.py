@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +23,17 @@ from landing.store import ObjectStore, open_store
 from tests.helpers import live_server
 
 pytest_plugins = ["tests.pg", "tests.pipeline"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the test process and the commands it starts, however it was launched.
+
+    A shell starts a background command (`.ci/run &`, a script's `uv run pytest &`) with SIGINT
+    ignored; Python then installs no KeyboardInterrupt handler, and every child inherits the
+    ignored signal: the tests of what a Ctrl-C does failed with runs that completed instead
+    (seen when CI was started in the background)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
