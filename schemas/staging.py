@@ -72,10 +72,10 @@ _SQL_TYPES: dict[pa.DataType, str] = {
 def staging_table(name: str, schema: pa.Schema) -> str:
     """SQL: create this session's temporary table `name` for rows of `schema`, unless it exists.
 
-    Emptied at every commit (and a rollback discards what it was given), so it is empty when
-    a transaction starts: a batch appends to it instead of creating it afresh (ADBC's
-    `mode="replace"` dropped and created it, ~60 catalogue rows written and removed each time).
-    The column types are those ADBC itself gives each Arrow type.
+    It empties itself at every commit (and a rollback discards what it was given), so a batch
+    appends to it instead of creating it afresh (ADBC's `mode="replace"` dropped and created it,
+    ~60 catalogue rows written and removed each time). The column types are those ADBC itself
+    gives each Arrow type.
     """
     columns = ", ".join(f"{column_list(pa.schema([f]))} {_SQL_TYPES[f.type]}" for f in schema)
     return f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS"

@@ -257,6 +257,20 @@ ALL_METRICS = ("*", "*")
 """The one key of `RowChanges` when a write was not counted per metric."""
 
 
+_STAGING_TABLES = {
+    "bb_stage": STAGED_ROW,
+    "bb_quarantine": QUARANTINE_ENTRY,
+    "bb_file_results": FILE_RESULT,
+}
+# The batch's staging tables, created if missing and empty, in one round trip.
+_READY_STAGING = "DO $bb$ BEGIN {} END $bb$".format(
+    " ".join(
+        f"{staging_table(name, schema)}; DELETE FROM pg_temp.{name};"  # noqa: S608 - our names
+        for name, schema in _STAGING_TABLES.items()
+    )
+)
+
+
 def stage_batch(
     conn: Connection, *, stage: pa.Table, quarantine: pa.Table, file_results: pa.Table
 ) -> None:
@@ -266,13 +280,9 @@ def stage_batch(
     they empty themselves, but a dry run stages batch after batch in one transaction.
     """
     with conn.cursor() as cur:
-        for name, table, schema in (
-            ("bb_stage", stage, STAGED_ROW),
-            ("bb_quarantine", quarantine, QUARANTINE_ENTRY),
-            ("bb_file_results", file_results, FILE_RESULT),
-        ):
-            cur.execute(staging_table(name, schema))
-            cur.execute(f"DELETE FROM pg_temp.{name}")  # noqa: S608 - our own table names
+        cur.execute(_READY_STAGING)
+        tables = (stage, quarantine, file_results)
+        for (name, schema), table in zip(_STAGING_TABLES.items(), tables, strict=True):
             cur.adbc_ingest(name, table.cast(schema), mode="append", temporary=True)
         # No ANALYZE: the statements joining these tables with large ones run in
         # `index_probes`, and an unanalyzed table's size is estimated from its pages.
