@@ -112,7 +112,10 @@ def test_concurrent_migrators_apply_each_file_once(pg_empty_url: str) -> None:
         ]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            cur.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
             waiting = cur.fetchall()[0][0]
             conn.commit()
             if waiting == 2:

@@ -243,7 +243,9 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
         def lock_waiters() -> int:
             with connect(pg_url) as conn, conn.cursor() as cur:
                 cur.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 )
                 row = cur.fetchone()
                 return int(row[0]) if row else 0
