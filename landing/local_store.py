@@ -446,27 +446,36 @@ def _walk(folder: Path, rel: str, prefix: str, start_after: str) -> Iterator[str
     """Yield keys under `folder` (whose key prefix is `rel`) in lexical order.
 
     A folder's keys all start with `name/`, so sorting entries by `name` for files and `name/` for
-    folders gives the lexical order of the full keys without collecting them first.
+    folders gives the lexical order of the full keys without collecting them first. The entries
+    are sorted as plain strings, the folders looked up by key: an hour folder holds a file per
+    webhook, and a (key, entry) tuple each sorted by a key function took twice as long (0.4 s
+    against 0.2 s before a 100k-file folder's first key).
     """
+    keys: list[str] = []
+    folders: dict[str, str] = {}
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as entries:
+            for e in entries:
+                name = e.name
+                if name.startswith(".") or name.endswith(META_SUFFIX):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    folders[rel + name + "/"] = e.path
+                    keys.append(rel + name + "/")
+                else:
+                    keys.append(rel + name)
     except (FileNotFoundError, NotADirectoryError):
         return
     except OSError as exc:
         raise StoreUnavailable(f"cannot list {folder}: {exc}") from exc
-    named = []
-    for e in entries:
-        if e.name.startswith(".") or e.name.endswith(META_SUFFIX):
-            continue
-        is_dir = e.is_dir(follow_symlinks=False)
-        named.append((rel + e.name + ("/" if is_dir else ""), is_dir, e))
-    named.sort(key=lambda item: item[0])
-    for key, is_dir, entry in named:
-        if is_dir:
+    keys.sort()
+    for key in keys:
+        path = folders.get(key)
+        if path is not None:
             if not (key.startswith(prefix) or prefix.startswith(key)):
                 continue
             if start_after >= key and not start_after.startswith(key):
                 continue  # every key in this folder sorts before start_after
-            yield from _walk(Path(entry.path), key, prefix, start_after)
+            yield from _walk(Path(path), key, prefix, start_after)
         elif key.startswith(prefix) and key > start_after:
             yield key
