@@ -459,11 +459,11 @@ def _walk(folder: Path, rel: str, prefix: str, start_after: str) -> Iterator[str
                 name = e.name
                 if name.startswith(".") or name.endswith(META_SUFFIX):
                     continue
+                key = rel + name
                 if e.is_dir(follow_symlinks=False):
-                    folders[rel + name + "/"] = e.path
-                    keys.append(rel + name + "/")
-                else:
-                    keys.append(rel + name)
+                    key += "/"
+                    folders[key] = e.path
+                keys.append(key)
     except (FileNotFoundError, NotADirectoryError):
         return
     except OSError as exc:

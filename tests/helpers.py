@@ -25,6 +25,13 @@ from landing.store import ObjectMeta, ObjectStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "examples"
 
+WAITING_ADVISORY_LOCKS = (
+    "FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+"""SQL: the advisory-lock requests waiting in the connection's own database (other tests, run at
+the same time by another worker, wait in theirs)."""
+
 
 @contextmanager
 def live_server(app: ASGIApp) -> Iterator[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import WAITING_ADVISORY_LOCKS
 from warehouse.errors import MigrationError
 from warehouse.migrate import (
     MIGRATION_LOCK_KEY,
@@ -112,10 +113,7 @@ def test_concurrent_migrators_apply_each_file_once(pg_empty_url: str) -> None:
         ]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            cur.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
+            cur.execute(f"SELECT count(*) {WAITING_ADVISORY_LOCKS}")
             waiting = cur.fetchall()[0][0]
             conn.commit()
             if waiting == 2:

@@ -23,7 +23,7 @@ import pytest
 
 from landing.settings import Settings
 from landing.store import open_store
-from tests.helpers import Drained, exit_code, land
+from tests.helpers import WAITING_ADVISORY_LOCKS, Drained, exit_code, land
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-c", "from deployments.cli import main; raise SystemExit(main())"]
@@ -242,11 +242,7 @@ def test_ctrl_c_stops_everything_and_the_cli_uses_the_running_stack(
 
         def lock_waiters() -> int:
             with connect(pg_url) as conn, conn.cursor() as cur:
-                cur.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                    "AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
+                cur.execute(f"SELECT count(*) {WAITING_ADVISORY_LOCKS}")
                 row = cur.fetchone()
                 return int(row[0]) if row else 0
 

@@ -18,6 +18,7 @@ from tests.faults.helpers import (
     python,
     wait_for,
 )
+from tests.helpers import WAITING_ADVISORY_LOCKS
 from tests.pipeline import Pipeline
 from tests.test_ingest import GENERIC
 
@@ -74,10 +75,7 @@ def test_upserts_of_two_loader_processes_wait_for_one_lock_and_load_each_file_on
         land_at(pipeline.store, "oura", orjson.dumps(body), start + timedelta(seconds=i))
 
     def waiting_pids() -> set[int]:
-        rows = pipeline.query(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
+        rows = pipeline.query(f"SELECT pid {WAITING_ADVISORY_LOCKS}")
         return {int(pid) for (pid,) in rows}
 
     env = child_env(BIOBRIDGE_DATABASE_URL=pipeline.db_url)
